@@ -1,0 +1,273 @@
+package atomicfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+const (
+	// DataDir is the symlink that points at the current payload directory.
+	DataDir    = "..data"
+	dataTmp    = "..data_tmp"
+	tsPrefix   = ".."
+	tsLayout   = "2006_01_02_15_04_05."
+	dirMode    = 0o755
+	reservedPf = ".."
+)
+
+// Write makes dir hold exactly files, atomically. It returns changed=false
+// without touching anything when the current payload already has the same
+// paths, modes and contents. Nothing is written when validation fails, and a
+// failure while writing leaves the previous payload in place.
+//
+// The caller serialises calls for one dir.
+func Write(dir string, files []File, lim Limits) (changed bool, err error) {
+	if err := Validate(files, lim); err != nil {
+		return false, err
+	}
+	oldTS, err := currentPayload(dir)
+	if err != nil {
+		return false, err
+	}
+	if oldTS != "" {
+		same, err := payloadEqual(filepath.Join(dir, oldTS), files)
+		if err != nil {
+			return false, err
+		}
+		if same {
+			return false, nil
+		}
+	} else if err := removeLegacyEntries(dir); err != nil {
+		return false, err
+	}
+
+	tsDir, err := os.MkdirTemp(dir, tsPrefix+time.Now().UTC().Format(tsLayout))
+	if err != nil {
+		return false, fmt.Errorf("create payload directory: %w", err)
+	}
+	tsName := filepath.Base(tsDir)
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.RemoveAll(tsDir)
+		}
+	}()
+	if err := os.Chmod(tsDir, dirMode); err != nil {
+		return false, fmt.Errorf("chmod payload directory: %w", err)
+	}
+	for _, f := range files {
+		if err := writeFile(tsDir, f); err != nil {
+			return false, err
+		}
+	}
+
+	// Swap ..data in one rename.
+	tmp := filepath.Join(dir, dataTmp)
+	_ = os.Remove(tmp)
+	if err := os.Symlink(tsName, tmp); err != nil {
+		return false, fmt.Errorf("create %s link: %w", dataTmp, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, DataDir)); err != nil {
+		_ = os.Remove(tmp)
+		return false, fmt.Errorf("swap %s link: %w", DataDir, err)
+	}
+	ok = true
+
+	if err := syncTopLevel(dir, files); err != nil {
+		return true, err
+	}
+	if oldTS != "" {
+		if err := os.RemoveAll(filepath.Join(dir, oldTS)); err != nil {
+			return true, fmt.Errorf("remove old payload: %w", err)
+		}
+	}
+	return true, nil
+}
+
+// currentPayload returns the name of the directory ..data points at, or ""
+// when dir holds no payload written by Write.
+func currentPayload(dir string) (string, error) {
+	target, err := os.Readlink(filepath.Join(dir, DataDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s link: %w", DataDir, err)
+	}
+	if strings.Contains(target, "/") || !strings.HasPrefix(target, tsPrefix) {
+		return "", fmt.Errorf("%s link points at %q, outside the volume's payload directories", DataDir, target)
+	}
+	return target, nil
+}
+
+func writeFile(root string, f File) error {
+	p := filepath.Join(root, filepath.FromSlash(f.Path))
+	if err := os.MkdirAll(filepath.Dir(p), dirMode); err != nil {
+		return fmt.Errorf("create directory for %q: %w", f.Path, err)
+	}
+	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscallNoFollow, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %q: %w", f.Path, err)
+	}
+	_, werr := fh.Write(f.Contents)
+	if werr == nil {
+		// The umask must not change the mode the provider asked for.
+		werr = fh.Chmod(f.Mode)
+	}
+	if werr == nil {
+		werr = fh.Sync()
+	}
+	if cerr := fh.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("write %q: %w", f.Path, werr)
+	}
+	return nil
+}
+
+// payloadEqual reports whether the regular files under root are exactly
+// files (paths, modes and contents).
+func payloadEqual(root string, files []File) (bool, error) {
+	want := make(map[string]File, len(files))
+	for _, f := range files {
+		want[f.Path] = f
+	}
+	n := 0
+	differ := errors.New("differ")
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		f, ok := want[filepath.ToSlash(rel)]
+		if !ok || !d.Type().IsRegular() {
+			return differ
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm() != f.Mode || info.Size() != int64(len(f.Contents)) {
+			return differ
+		}
+		got, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, f.Contents) {
+			return differ
+		}
+		n++
+		return nil
+	})
+	if errors.Is(err, differ) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("compare with current payload: %w", err)
+	}
+	return n == len(files), nil
+}
+
+// syncTopLevel makes the visible top-level entries exactly the symlinks
+// name -> ..data/name for the payload's top-level names.
+func syncTopLevel(dir string, files []File) error {
+	top := make(map[string]bool)
+	for _, f := range files {
+		first, _, _ := strings.Cut(f.Path, "/")
+		top[first] = true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list volume: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, reservedPf) {
+			continue
+		}
+		if top[name] && e.Type()&fs.ModeSymlink != 0 {
+			if t, err := os.Readlink(filepath.Join(dir, name)); err == nil && t == path.Join(DataDir, name) {
+				delete(top, name)
+				continue
+			}
+		}
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("remove stale entry %q: %w", name, err)
+		}
+	}
+	for name := range top {
+		if err := os.Symlink(path.Join(DataDir, name), filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("link %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// removeLegacyEntries deletes top-level entries that are not symlinks, left
+// by a provider that wrote into the volume itself, before the first payload
+// written here.
+func removeLegacyEntries(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list volume: %w", err)
+	}
+	for _, e := range entries {
+		if e.Type()&fs.ModeSymlink != 0 {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("remove legacy entry %q: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Read returns the payload currently visible in dir (for tests and for
+// comparing what a provider wrote itself). Only regular files are returned.
+func Read(dir string) ([]File, error) {
+	var out []File
+	root := dir
+	if ts, err := currentPayload(dir); err != nil {
+		return nil, err
+	} else if ts != "" {
+		root = filepath.Join(dir, ts)
+	}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != root && strings.HasPrefix(d.Name(), reservedPf) {
+			return fs.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out = append(out, File{Path: filepath.ToSlash(rel), Mode: info.Mode().Perm(), Contents: b})
+		return nil
+	})
+	return out, err
+}
