@@ -1,0 +1,43 @@
+// Command provider-aws serves AWS Secrets Manager and SSM Parameter Store
+// over the Secrets Store CSI provider API, with each pod's own identity.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/klog/v2"
+
+	"github.com/sscsi/secrets-store/providers/aws"
+)
+
+var version = "dev"
+
+func main() {
+	var cfg aws.Config
+	klog.InitFlags(nil)
+	flag.StringVar(&cfg.Socket, "endpoint", "/var/run/secrets-store-csi-providers/aws.sock", "unix socket to serve the provider API on")
+	flag.StringVar(&cfg.HTTPAddr, "metrics-addr", ":8990", "HTTP address for /healthz and /metrics (empty: off)")
+	flag.BoolVar(&cfg.WriteToTarget, "write-to-target", false, "legacy mode: write files into the target path instead of returning them to the driver")
+	flag.StringVar(&cfg.Region, "region", os.Getenv("AWS_REGION"), "default region for SecretProviderClasses that set none (default $AWS_REGION)")
+	flag.StringVar(&cfg.EndpointURL, "endpoint-url", "", "override every AWS endpoint, STS included (default: the SDK's, which honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>)")
+	flag.StringVar(&cfg.PodIdentityEndpoint, "pod-identity-endpoint", os.Getenv("POD_IDENTITY_AGENT_ENDPOINT"), "EKS Pod Identity agent URL (default: the agent's link-local address for preferredAddressType)")
+	flag.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
+	qps := flag.Float64("qps", 5, "Kubernetes client queries per second")
+	flag.IntVar(&cfg.Burst, "burst", 10, "Kubernetes client burst")
+	flag.DurationVar(&cfg.CacheTTL, "cache-ttl", aws.DefaultCacheTTL, "how long a fetched value is shared between mounts of the same identity (0: off); keep it below the rotation poll interval")
+	flag.IntVar(&cfg.MaxAttempts, "max-attempts", 0, "AWS SDK attempts per call, retries included (0: SDK default)")
+	flag.Parse()
+	cfg.QPS = float32(*qps)
+	cfg.Version = version
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := aws.Run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "provider-aws:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,231 @@
+// Package aws is the AWS provider backend: it mounts AWS Secrets Manager
+// secrets and SSM Parameter Store parameters with the pod's own identity
+// (IRSA or EKS Pod Identity), batching reads and sharing them between
+// mounts of the same identity for a short time.
+package aws
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"golang.org/x/sync/singleflight"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/sscsi/secrets-store/providers/plugin"
+)
+
+// Defaults of BackendConfig.
+const (
+	DefaultCacheTTL          = 30 * time.Second
+	DefaultPinnedCacheTTL    = 15 * time.Minute
+	DefaultCacheMaxEntries   = 10000
+	DefaultRoleCacheTTL      = time.Minute
+	DefaultCredentialsMargin = 5 * time.Minute
+)
+
+// BackendConfig configures a Backend.
+type BackendConfig struct {
+	// AWS is the base SDK configuration: retryer, HTTP client, endpoint
+	// overrides. Its credentials are never used for backend reads; every
+	// call carries the mounting pod's credentials. See NewAWSConfig.
+	AWS aws.Config
+	// Kube reads service accounts (IRSA role annotation).
+	Kube kubernetes.Interface
+	// DefaultRegion is used when a SecretProviderClass sets no region.
+	DefaultRegion string
+	// PodIdentityEndpoint overrides the EKS Pod Identity agent URL.
+	PodIdentityEndpoint string
+	// HTTPClient talks to the Pod Identity agent (default: 10s timeout).
+	HTTPClient *http.Client
+	// Clock is the time source (default: the real clock).
+	Clock clock.Clock
+	// CacheTTL is how long a fetched latest value, label or stage is
+	// shared between mounts of the same identity; 0 disables the value
+	// cache. Keep it well below the driver's rotation poll interval.
+	CacheTTL time.Duration
+	// PinnedCacheTTL is the same for a pinned objectVersion.
+	PinnedCacheTTL time.Duration
+	// CacheMaxEntries bounds the value cache.
+	CacheMaxEntries int
+	// RoleCacheTTL is how long a service account's role annotation is
+	// cached.
+	RoleCacheTTL time.Duration
+	// CredentialsMargin: cached credentials are renewed this long before
+	// they expire.
+	CredentialsMargin time.Duration
+	// Metrics records API calls and mount durations (default: unexported).
+	Metrics *Metrics
+}
+
+// Backend implements plugin.Backend for AWS. Safe for concurrent use.
+type Backend struct {
+	cfg        BackendConfig
+	clock      clock.Clock
+	metrics    *Metrics
+	httpClient *http.Client
+	roles      *roleCache
+	creds      *credsCache
+	values     *valueCache
+	flights    singleflight.Group // shares identical backend calls of one identity
+
+	mu      sync.Mutex // guards clients
+	clients map[string]*regionClients
+}
+
+var _ plugin.Backend = (*Backend)(nil)
+
+// regionClients are the SDK clients of one region; credentials are set
+// per call.
+type regionClients struct {
+	sm  *secretsmanager.Client
+	ssm *ssm.Client
+	sts *sts.Client
+}
+
+// NewBackend validates cfg and returns a Backend.
+func NewBackend(cfg BackendConfig) (*Backend, error) {
+	if cfg.Kube == nil {
+		return nil, errors.New("aws: BackendConfig.Kube is nil")
+	}
+	if cfg.DefaultRegion != "" && !validRegion(cfg.DefaultRegion) {
+		return nil, fmt.Errorf("aws: default region %q is not a region name", cfg.DefaultRegion)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.CacheTTL < 0 {
+		return nil, errors.New("aws: CacheTTL is negative")
+	}
+	if cfg.PinnedCacheTTL == 0 {
+		cfg.PinnedCacheTTL = DefaultPinnedCacheTTL
+	}
+	if cfg.CacheMaxEntries <= 0 {
+		cfg.CacheMaxEntries = DefaultCacheMaxEntries
+	}
+	if cfg.RoleCacheTTL <= 0 {
+		cfg.RoleCacheTTL = DefaultRoleCacheTTL
+	}
+	if cfg.CredentialsMargin <= 0 {
+		cfg.CredentialsMargin = DefaultCredentialsMargin
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	return &Backend{
+		cfg:        cfg,
+		clock:      cfg.Clock,
+		metrics:    cfg.Metrics,
+		httpClient: cfg.HTTPClient,
+		roles:      &roleCache{kube: cfg.Kube, clock: cfg.Clock, ttl: cfg.RoleCacheTTL, entries: map[string]roleEntry{}},
+		creds:      &credsCache{clock: cfg.Clock, margin: cfg.CredentialsMargin, entries: map[string]aws.Credentials{}},
+		values:     newValueCache(cfg.Clock, cfg.CacheTTL, cfg.PinnedCacheTTL, cfg.CacheMaxEntries),
+		clients:    map[string]*regionClients{},
+	}, nil
+}
+
+func (b *Backend) clientsFor(region string) *regionClients {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c, ok := b.clients[region]; ok {
+		return c
+	}
+	cfg := b.cfg.AWS.Copy()
+	cfg.Region = region
+	cfg.Credentials = aws.AnonymousCredentials{}
+	cfg.APIOptions = append(cfg.APIOptions, b.metrics.middleware)
+	c := &regionClients{
+		sm:  secretsmanager.NewFromConfig(cfg),
+		ssm: ssm.NewFromConfig(cfg),
+		sts: sts.NewFromConfig(cfg),
+	}
+	b.clients[region] = c
+	return c
+}
+
+// Mount implements plugin.Backend.
+func (b *Backend) Mount(ctx context.Context, req *plugin.Request) (*plugin.Response, error) {
+	start := b.clock.Now()
+	resp, err := b.mount(ctx, req)
+	code := "OK"
+	if err != nil {
+		_, code = plugin.Classify(err)
+	}
+	b.metrics.observeMount(code, b.clock.Since(start))
+	return resp, err
+}
+
+func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Response, error) {
+	p, err := ParseParams(req.Attributes, b.cfg.DefaultRegion)
+	if err != nil {
+		return nil, err
+	}
+	id, err := b.identityFor(ctx, req, p)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := b.fetchAll(ctx, id, p)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := buildResponse(p, vals, req.Permission)
+	if err != nil {
+		return nil, err
+	}
+	klog.V(4).InfoS("aws mount fetched", "pod", klog.KRef(req.Pod.Namespace, req.Pod.Name), "objects", len(p.Objects), "files", len(resp.Files))
+	return resp, nil
+}
+
+// buildResponse turns fetched values into files and versions: the
+// object's own file, its jmesPath files and its template output. Every
+// file gets a version entry, keyed by its path.
+func buildResponse(p *Params, vals []fetchResult, def fs.FileMode) (*plugin.Response, error) {
+	resp := &plugin.Response{}
+	add := func(path string, mode fs.FileMode, data []byte, version string) {
+		if mode == 0 {
+			mode = def
+		}
+		resp.Files = append(resp.Files, plugin.File{Path: path, Mode: mode, Contents: data})
+		resp.Versions = append(resp.Versions, plugin.ObjectVersion{ID: path, Version: version})
+	}
+	for i, o := range p.Objects {
+		v := vals[i]
+		where := objectRef(i, o.ObjectName)
+		if len(o.JMESPaths) == 0 && o.Template == nil {
+			add(o.FileName, o.Mode, v.value, v.version)
+			continue
+		}
+		doc, err := decodeJSON(v.value)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: jmesPath/objectTemplate: %v", plugin.ErrInvalidParameters, where, err)
+		}
+		main := v.value
+		if o.Template != nil {
+			if main, err = renderTemplate(o.Template, doc); err != nil {
+				return nil, fmt.Errorf("%w: %s: %v", plugin.ErrInvalidParameters, where, err)
+			}
+		}
+		add(o.FileName, o.Mode, main, v.version)
+		for j, jp := range o.JMESPaths {
+			s, err := extractJMESPath(jp.Compiled, doc)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: jmesPath[%d].path %q: %v", plugin.ErrInvalidParameters, where, j, jp.Expr, err)
+			}
+			add(jp.FileName, jp.Mode, []byte(s), v.version)
+		}
+	}
+	return resp, nil
+}

@@ -1,0 +1,84 @@
+package aws
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/template"
+
+	"github.com/jmespath/go-jmespath"
+)
+
+// maxJMESPathLength bounds an expression; real ones are a few words.
+const maxJMESPathLength = 1024
+
+// compileJMESPath compiles expr, turning a panic of the parser (it has had
+// some on hostile input) into an error.
+func compileJMESPath(expr string) (c *jmespath.JMESPath, err error) {
+	if len(expr) > maxJMESPathLength {
+		return nil, fmt.Errorf("is longer than %d characters", maxJMESPathLength)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c, err = nil, errors.New("is not a valid JMESPath expression")
+		}
+	}()
+	c, err = jmespath.Compile(expr)
+	if err != nil {
+		return nil, fmt.Errorf("is not a valid JMESPath expression: %s", syntaxErrorText(err))
+	}
+	return c, nil
+}
+
+func syntaxErrorText(err error) string {
+	var se jmespath.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s at offset %d", se.Error(), se.Offset)
+	}
+	return "syntax error"
+}
+
+// Errors of value extraction; they never quote the value.
+var (
+	errNotJSON      = errors.New("the object's value is not a JSON document")
+	errNotString    = errors.New("the expression's result is not a string")
+	errSearchFailed = errors.New("the expression failed on the object's value")
+)
+
+// decodeJSON parses an object's value for jmesPath and objectTemplate.
+func decodeJSON(value []byte) (any, error) {
+	var doc any
+	if err := json.Unmarshal(value, &doc); err != nil {
+		return nil, errNotJSON
+	}
+	return doc, nil
+}
+
+// extractJMESPath evaluates c on doc and returns its string result.
+func extractJMESPath(c *jmespath.JMESPath, doc any) (out string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = "", errSearchFailed
+		}
+	}()
+	res, err := c.Search(doc)
+	if err != nil {
+		return "", errSearchFailed
+	}
+	s, ok := res.(string)
+	if !ok {
+		return "", errNotString
+	}
+	return s, nil
+}
+
+// renderTemplate executes an objectTemplate over the decoded JSON value.
+func renderTemplate(t *template.Template, doc any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, doc); err != nil {
+		// Template errors can quote data; keep only that it failed.
+		return nil, errors.New("objectTemplate failed on the object's value (check the keys it uses)")
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,482 @@
+package aws
+
+import (
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/jmespath/go-jmespath"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/providers/plugin"
+)
+
+// SecretProviderClass parameter names (spec.parameters).
+const (
+	ParamObjects              = "objects"
+	ParamRegion               = "region"
+	ParamFailoverRegion       = "failoverRegion"
+	ParamPathTranslation      = "pathTranslation"
+	ParamUsePodIdentity       = "usePodIdentity"
+	ParamPreferredAddressType = "preferredAddressType"
+)
+
+// ObjectType is the backend service of an object.
+type ObjectType string
+
+// Object types, as spelled in the objects parameter.
+const (
+	TypeSecretsManager ObjectType = "secretsmanager"
+	TypeSSMParameter   ObjectType = "ssmparameter"
+)
+
+// Address types for the Pod Identity agent endpoint.
+const (
+	AddressAuto = "auto"
+	AddressIPv4 = "ipv4"
+	AddressIPv6 = "ipv6"
+)
+
+// JMESPathEntry extracts one value of a JSON object into its own file.
+type JMESPathEntry struct {
+	Path           string `yaml:"path"`
+	ObjectAlias    string `yaml:"objectAlias"`
+	FilePermission string `yaml:"filePermission"`
+}
+
+// FailoverObject names the object to read in the failover region when it
+// differs from the primary one.
+type FailoverObject struct {
+	ObjectName         string `yaml:"objectName"`
+	ObjectVersion      string `yaml:"objectVersion"`
+	ObjectVersionLabel string `yaml:"objectVersionLabel"`
+}
+
+// Object is one entry of the objects parameter, as the user wrote it.
+type Object struct {
+	ObjectName         string          `yaml:"objectName"`
+	ObjectType         string          `yaml:"objectType"`
+	ObjectAlias        string          `yaml:"objectAlias"`
+	ObjectVersion      string          `yaml:"objectVersion"`
+	ObjectVersionLabel string          `yaml:"objectVersionLabel"`
+	FilePermission     string          `yaml:"filePermission"`
+	JMESPath           []JMESPathEntry `yaml:"jmesPath"`
+	FailoverObject     *FailoverObject `yaml:"failoverObject"`
+	ObjectTemplate     string          `yaml:"objectTemplate"`
+}
+
+// Params is the validated form of a mount's parameters.
+type Params struct {
+	Region               string
+	FailoverRegion       string
+	UsePodIdentity       bool
+	PreferredAddressType string
+	Objects              []ObjectSpec
+}
+
+// ObjectSpec is a validated object with everything derived from it.
+type ObjectSpec struct {
+	Object
+	// Type is the object's service (given or implied by an ARN).
+	Type ObjectType
+	// FileName is the relative path of the object's own file.
+	FileName string
+	// Mode is the file mode; 0 means the mount's default.
+	Mode fs.FileMode
+	// JMESPaths are the compiled extractions.
+	JMESPaths []JMESPathSpec
+	// Template is the compiled objectTemplate, or nil.
+	Template *template.Template
+}
+
+// JMESPathSpec is a compiled jmesPath entry.
+type JMESPathSpec struct {
+	Expr     string
+	Compiled *jmespath.JMESPath
+	FileName string
+	Mode     fs.FileMode
+}
+
+// Ref identifies what to read for an object in one region.
+type Ref struct {
+	Type    ObjectType
+	Name    string
+	Version string
+	Label   string
+}
+
+// Pinned reports whether the reference names an immutable version.
+func (r Ref) Pinned() bool { return r.Version != "" }
+
+// Ref returns what to read in the primary region.
+func (o ObjectSpec) Ref() Ref {
+	return Ref{Type: o.Type, Name: o.ObjectName, Version: o.ObjectVersion, Label: o.ObjectVersionLabel}
+}
+
+// FailoverRef returns what to read in the failover region.
+func (o ObjectSpec) FailoverRef() Ref {
+	if o.FailoverObject == nil {
+		return o.Ref()
+	}
+	return Ref{Type: o.Type, Name: o.FailoverObject.ObjectName, Version: o.FailoverObject.ObjectVersion, Label: o.FailoverObject.ObjectVersionLabel}
+}
+
+// ParseParams validates the parameters of one mount. defaultRegion is used
+// when the region parameter is empty. Errors wrap plugin.ErrInvalidParameters
+// and name the parameter (and object) at fault.
+func ParseParams(attrs map[string]string, defaultRegion string) (*Params, error) {
+	p := &Params{Region: strings.TrimSpace(attrs[ParamRegion]), FailoverRegion: strings.TrimSpace(attrs[ParamFailoverRegion])}
+	if p.Region == "" {
+		p.Region = defaultRegion
+	}
+	if p.Region == "" {
+		return nil, fmt.Errorf("%w: parameter region is empty and the provider has no default region; set spec.parameters.region", plugin.ErrInvalidParameters)
+	}
+	if !validRegion(p.Region) {
+		return nil, fmt.Errorf("%w: parameter region %q is not a region name like us-east-1", plugin.ErrInvalidParameters, p.Region)
+	}
+	if p.FailoverRegion != "" {
+		if !validRegion(p.FailoverRegion) {
+			return nil, fmt.Errorf("%w: parameter failoverRegion %q is not a region name like us-west-2", plugin.ErrInvalidParameters, p.FailoverRegion)
+		}
+		if p.FailoverRegion == p.Region {
+			return nil, fmt.Errorf("%w: parameter failoverRegion %q is the same as region; remove it or pick another region", plugin.ErrInvalidParameters, p.FailoverRegion)
+		}
+	}
+	if v := strings.TrimSpace(attrs[ParamUsePodIdentity]); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: parameter usePodIdentity %q is not true or false", plugin.ErrInvalidParameters, v)
+		}
+		p.UsePodIdentity = b
+	}
+	switch v := strings.ToLower(strings.TrimSpace(attrs[ParamPreferredAddressType])); v {
+	case "", AddressAuto:
+		p.PreferredAddressType = AddressAuto
+	case AddressIPv4, AddressIPv6:
+		p.PreferredAddressType = v
+	default:
+		return nil, fmt.Errorf("%w: parameter preferredAddressType %q must be ipv4, ipv6 or auto", plugin.ErrInvalidParameters, attrs[ParamPreferredAddressType])
+	}
+	tr, err := parsePathTranslation(attrs[ParamPathTranslation])
+	if err != nil {
+		return nil, err
+	}
+	objs, err := ParseObjects(attrs[ParamObjects], tr)
+	if err != nil {
+		return nil, err
+	}
+	for i := range objs {
+		if err := checkRegions(i, &objs[i], p); err != nil {
+			return nil, err
+		}
+	}
+	p.Objects = objs
+	return p, nil
+}
+
+// validRegion accepts names like us-east-1, eu-central-2, us-gov-west-1,
+// cn-north-1 and emulator names; it rejects anything that could change an
+// endpoint's host name in surprising ways.
+func validRegion(r string) bool {
+	if len(r) > 32 {
+		return false
+	}
+	for _, c := range r {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return r != "" && r[0] != '-' && r[len(r)-1] != '-'
+}
+
+// pathTranslation is the character that replaces '/' in default file
+// names; 0 means no translation.
+type pathTranslation rune
+
+func parsePathTranslation(v string) (pathTranslation, error) {
+	switch {
+	case v == "" || strings.EqualFold(v, "true"):
+		return '_', nil
+	case strings.EqualFold(v, "false"):
+		return 0, nil
+	}
+	r := []rune(v)
+	if len(r) != 1 || r[0] == 0 || r[0] == '.' {
+		return 0, fmt.Errorf("%w: parameter pathTranslation %q must be False or a single character other than '.'", plugin.ErrInvalidParameters, v)
+	}
+	return pathTranslation(r[0]), nil
+}
+
+func (t pathTranslation) apply(name string) string {
+	if t == 0 {
+		return name
+	}
+	return strings.ReplaceAll(name, "/", string(rune(t)))
+}
+
+// arnInfo is what an ARN says about an object.
+type arnInfo struct {
+	typ    ObjectType
+	region string
+}
+
+// parseARN returns ok=false when name is not an ARN.
+func parseARN(name string) (arnInfo, bool, error) {
+	if !strings.HasPrefix(name, "arn:") {
+		return arnInfo{}, false, nil
+	}
+	parts := strings.SplitN(name, ":", 6)
+	if len(parts) != 6 || parts[1] == "" || parts[5] == "" {
+		return arnInfo{}, true, fmt.Errorf("is not an ARN of the form arn:partition:service:region:account:resource")
+	}
+	info := arnInfo{region: parts[3]}
+	switch parts[2] {
+	case "secretsmanager":
+		if !strings.HasPrefix(parts[5], "secret:") {
+			return info, true, fmt.Errorf("is a Secrets Manager ARN without a secret: resource")
+		}
+		info.typ = TypeSecretsManager
+	case "ssm":
+		if !strings.HasPrefix(parts[5], "parameter/") {
+			return info, true, fmt.Errorf("is an SSM ARN without a parameter/ resource")
+		}
+		info.typ = TypeSSMParameter
+	default:
+		return info, true, fmt.Errorf("is an ARN of service %q; only secretsmanager and ssm are supported", parts[2])
+	}
+	return info, true, nil
+}
+
+// ParseObjects decodes and validates the objects parameter. It checks
+// everything that does not depend on the regions (see ParseParams).
+func ParseObjects(s string, tr pathTranslation) ([]ObjectSpec, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("%w: parameter objects is empty; list at least one {objectName, objectType}", plugin.ErrInvalidParameters)
+	}
+	var raw []Object
+	if err := yaml.Unmarshal([]byte(s), &raw); err != nil {
+		return nil, fmt.Errorf("%w: parameter objects is not a YAML list of objects: %s", plugin.ErrInvalidParameters, yamlErrorText(err))
+	}
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("%w: parameter objects lists no object", plugin.ErrInvalidParameters)
+	}
+	out := make([]ObjectSpec, 0, len(raw))
+	files := map[string]string{} // file name -> what produced it
+	claim := func(file, by string) error {
+		if prev, ok := files[file]; ok {
+			return fmt.Errorf("%w: %s: file name %q is already used by %s; set a distinct objectAlias", plugin.ErrInvalidParameters, by, file, prev)
+		}
+		files[file] = by
+		return nil
+	}
+	for i, o := range raw {
+		spec, err := validateObject(i, o, tr)
+		if err != nil {
+			return nil, err
+		}
+		where := objectRef(i, o.ObjectName)
+		if err := claim(spec.FileName, where); err != nil {
+			return nil, err
+		}
+		for j, jp := range spec.JMESPaths {
+			if err := claim(jp.FileName, fmt.Sprintf("%s jmesPath[%d]", where, j)); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, spec)
+	}
+	// A file that is also another file's directory cannot be written.
+	for f, by := range files {
+		for d := dirOf(f); d != ""; d = dirOf(d) {
+			if other, ok := files[d]; ok {
+				return nil, fmt.Errorf("%w: %s: file name %q is a directory of %q from %s", plugin.ErrInvalidParameters, other, d, f, by)
+			}
+		}
+	}
+	return out, nil
+}
+
+func dirOf(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+func objectRef(i int, name string) string {
+	if name == "" {
+		return fmt.Sprintf("objects[%d]", i)
+	}
+	return fmt.Sprintf("objects[%d] (%s)", i, name)
+}
+
+func yamlErrorText(err error) string {
+	// yaml errors quote the offending input, which may be a secret pasted
+	// by mistake; keep the position only.
+	msg := err.Error()
+	if i := strings.Index(msg, ": "); i > 0 && strings.HasPrefix(msg, "yaml: line") {
+		return msg[:i]
+	}
+	if strings.HasPrefix(msg, "yaml: unmarshal errors") {
+		return "unmarshal errors (a field has the wrong type; every field is a string, jmesPath a list, failoverObject a map)"
+	}
+	return "invalid YAML"
+}
+
+func validateObject(i int, o Object, tr pathTranslation) (ObjectSpec, error) {
+	where := objectRef(i, o.ObjectName)
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s %s", plugin.ErrInvalidParameters, where, field, fmt.Sprintf(format, args...))
+	}
+	spec := ObjectSpec{Object: o}
+	if strings.TrimSpace(o.ObjectName) == "" || o.ObjectName != strings.TrimSpace(o.ObjectName) {
+		return spec, bad("objectName", "is empty or has surrounding spaces")
+	}
+	if strings.ContainsAny(o.ObjectName, "\x00\n\r") {
+		return spec, bad("objectName", "contains a control character")
+	}
+	info, isARN, err := parseARN(o.ObjectName)
+	if err != nil {
+		return spec, bad("objectName", "%v", err)
+	}
+	switch ObjectType(o.ObjectType) {
+	case TypeSecretsManager, TypeSSMParameter:
+		spec.Type = ObjectType(o.ObjectType)
+		if isARN && info.typ != spec.Type {
+			return spec, bad("objectType", "%q does not match the ARN's service (%s)", o.ObjectType, info.typ)
+		}
+	case "":
+		if !isARN {
+			return spec, bad("objectType", "is empty; use secretsmanager or ssmparameter (only an ARN implies it)")
+		}
+		spec.Type = info.typ
+	default:
+		return spec, bad("objectType", "%q is not secretsmanager or ssmparameter", o.ObjectType)
+	}
+	if err := checkVersion(spec.Type, o.ObjectVersion, o.ObjectVersionLabel); err != nil {
+		return spec, bad(err.field, "%s", err.msg)
+	}
+	if o.ObjectAlias != "" {
+		spec.FileName = o.ObjectAlias
+		if err := atomicfs.ValidatePath(o.ObjectAlias); err != nil {
+			return spec, bad("objectAlias", "is not a usable file name: %v", err)
+		}
+	} else {
+		spec.FileName = tr.apply(o.ObjectName)
+		if err := atomicfs.ValidatePath(spec.FileName); err != nil {
+			return spec, bad("objectName", "does not make a usable file name (set objectAlias or pathTranslation): %v", err)
+		}
+	}
+	if spec.Mode, err = parseMode(o.FilePermission); err != nil {
+		return spec, bad("filePermission", "%v", err)
+	}
+	for j, e := range o.JMESPath {
+		jw := fmt.Sprintf("jmesPath[%d]", j)
+		if strings.TrimSpace(e.Path) == "" {
+			return spec, bad(jw+".path", "is empty")
+		}
+		c, err := compileJMESPath(e.Path)
+		if err != nil {
+			return spec, bad(jw+".path", "%v", err)
+		}
+		if e.ObjectAlias == "" {
+			return spec, bad(jw+".objectAlias", "is empty; every jmesPath entry needs the file name to write")
+		}
+		if err := atomicfs.ValidatePath(e.ObjectAlias); err != nil {
+			return spec, bad(jw+".objectAlias", "is not a usable file name: %v", err)
+		}
+		m, err := parseMode(e.FilePermission)
+		if err != nil {
+			return spec, bad(jw+".filePermission", "%v", err)
+		}
+		if m == 0 {
+			m = spec.Mode
+		}
+		spec.JMESPaths = append(spec.JMESPaths, JMESPathSpec{Expr: e.Path, Compiled: c, FileName: e.ObjectAlias, Mode: m})
+	}
+	if o.ObjectTemplate != "" {
+		t, err := template.New(spec.FileName).Option("missingkey=error").Parse(o.ObjectTemplate)
+		if err != nil {
+			return spec, bad("objectTemplate", "does not parse as a Go template: %v", err)
+		}
+		spec.Template = t
+	}
+	if f := o.FailoverObject; f != nil {
+		if strings.TrimSpace(f.ObjectName) == "" {
+			return spec, bad("failoverObject.objectName", "is empty")
+		}
+		if o.ObjectAlias == "" {
+			return spec, bad("objectAlias", "is required when failoverObject is set (the names differ per region)")
+		}
+		fi, fARN, err := parseARN(f.ObjectName)
+		if err != nil {
+			return spec, bad("failoverObject.objectName", "%v", err)
+		}
+		if fARN && fi.typ != spec.Type {
+			return spec, bad("failoverObject.objectName", "is an ARN of type %s but the object is %s", fi.typ, spec.Type)
+		}
+		if f.ObjectVersion != "" && f.ObjectVersion != o.ObjectVersion {
+			return spec, bad("failoverObject.objectVersion", "must equal objectVersion when set")
+		}
+		if err := checkVersion(spec.Type, f.ObjectVersion, f.ObjectVersionLabel); err != nil {
+			return spec, bad("failoverObject."+err.field, "%s", err.msg)
+		}
+	}
+	return spec, nil
+}
+
+type fieldError struct{ field, msg string }
+
+func checkVersion(t ObjectType, version, label string) *fieldError {
+	if strings.ContainsAny(version+label, ":\x00\n") && t == TypeSSMParameter {
+		return &fieldError{"objectVersion", "and objectVersionLabel must not contain ':'"}
+	}
+	if t == TypeSSMParameter {
+		if version != "" && label != "" {
+			return &fieldError{"objectVersionLabel", "cannot be combined with objectVersion for an SSM parameter; set one of them"}
+		}
+		if version != "" {
+			if n, err := strconv.ParseUint(version, 10, 63); err != nil || n == 0 {
+				return &fieldError{"objectVersion", fmt.Sprintf("%q is not an SSM parameter version number (1, 2, ...)", version)}
+			}
+		}
+	}
+	if len(version) > 256 || len(label) > 256 {
+		return &fieldError{"objectVersion", "or objectVersionLabel is longer than 256 characters"}
+	}
+	return nil
+}
+
+// parseMode parses an octal file mode such as "0600"; "" gives 0.
+func parseMode(s string) (fs.FileMode, error) {
+	if s == "" {
+		return 0, nil
+	}
+	m, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal mode between 0000 and 0777", s)
+	}
+	return fs.FileMode(m), nil
+}
+
+// checkRegions verifies ARN regions against the mount's regions.
+func checkRegions(i int, o *ObjectSpec, p *Params) error {
+	where := objectRef(i, o.ObjectName)
+	if info, ok, _ := parseARN(o.ObjectName); ok && info.region != "" && info.region != p.Region {
+		return fmt.Errorf("%w: %s: objectName is an ARN in region %s but parameter region is %s", plugin.ErrInvalidParameters, where, info.region, p.Region)
+	}
+	if f := o.FailoverObject; f != nil {
+		if p.FailoverRegion == "" {
+			return fmt.Errorf("%w: %s: failoverObject is set but parameter failoverRegion is empty", plugin.ErrInvalidParameters, where)
+		}
+		if info, ok, _ := parseARN(f.ObjectName); ok && info.region != "" && info.region != p.FailoverRegion {
+			return fmt.Errorf("%w: %s: failoverObject.objectName is an ARN in region %s but parameter failoverRegion is %s", plugin.ErrInvalidParameters, where, info.region, p.FailoverRegion)
+		}
+	}
+	return nil
+}
