@@ -50,3 +50,64 @@ have_k8s_binaries() {
 		[ -x "${K8S_BIN}/${b}" ] || return 1
 	done
 }
+
+# Layout of a running cluster. Everything lives under CLUSTER_DIR (removed by down.sh) except the
+# kubelet root, which the driver contract fixes at /var/lib/kubelet, and containerd's runtime state.
+PKI="${CLUSTER_DIR}/pki"
+LOGS="${CLUSTER_DIR}/logs"
+PIDS="${CLUSTER_DIR}/pids"
+CTRD_RUN="/run/sscsi-containerd"
+CTRD_SOCK="${CTRD_RUN}/containerd.sock"
+PROVIDER_DIR="/var/run/secrets-store-csi-providers"
+BRIDGE="sscsi0"
+CNI_NETWORK="sscsi"
+POD_SUBNET="10.244.77.0/24"
+SERVICE_CIDR="10.96.77.0/24"
+APISERVER="https://127.0.0.1:6443"
+ADMIN_KUBECONFIG="${CLUSTER_DIR}/admin.kubeconfig"
+IMAGE_REPO="localhost/sscsi"
+KUBECTL="${K8S_BIN}/kubectl"
+
+kc() { "${KUBECTL}" --kubeconfig "${ADMIN_KUBECONFIG}" "$@"; }
+
+# pid_alive NAME prints the recorded PID of component NAME if that process is still the one we
+# started (its executable matches what we recorded), so a reused PID is never signalled.
+pid_alive() {
+	local f="${PIDS}/$1.pid" pid exe
+	[ -f "$f" ] || return 1
+	read -r pid exe <"$f" || return 1
+	[ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+	[ "$(readlink "/proc/$pid/exe" 2>/dev/null | sed 's/ (deleted)$//')" = "$exe" ] || return 1
+	echo "$pid"
+}
+
+# start_bg NAME BINARY ARGS... starts a component in its own session, logging to LOGS/NAME.log and
+# recording "PID EXE" in PIDS/NAME.pid. Does nothing if it is already running.
+start_bg() {
+	local name=$1 bin=$2
+	shift 2
+	if pid_alive "$name" >/dev/null; then
+		log "  $name already running (pid $(pid_alive "$name"))"
+		return 0
+	fi
+	mkdir -p "$LOGS" "$PIDS"
+	bin=$(readlink -f "$(command -v "$bin")")
+	setsid "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
+	echo "$! $bin" >"${PIDS}/${name}.pid"
+	log "  started $name (pid $!, log ${LOGS}/${name}.log)"
+}
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND... polls COMMAND every half second.
+wait_for() {
+	local what=$1 timeout=$2 deadline
+	shift 2
+	deadline=$(($(date +%s) + timeout))
+	until "$@" >/dev/null 2>&1; do
+		if [ "$(date +%s)" -ge "$deadline" ]; then
+			log "timed out after ${timeout}s waiting for ${what}"
+			return 1
+		fi
+		sleep 0.5
+	done
+	log "  ${what}: ok"
+}

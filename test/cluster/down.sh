@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# down.sh stops everything up.sh started (by recorded PID only), removes the pods' containers,
+# network namespaces and mounts, the /var/lib/kubelet bind, the bridge, and all state. It also works
+# after a crash or a half-finished up.sh, and when nothing is running.
+set -uo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || die "down.sh needs root"
+log "tearing down the local cluster"
+
+# stop NAME: SIGTERM the recorded process, then SIGKILL after a grace period.
+stop() {
+	local name=$1 pid i
+	pid=$(pid_alive "$name") || { rm -f "${PIDS}/${name}.pid"; return 0; }
+	kill -TERM "$pid" 2>/dev/null
+	for i in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.2; done
+	[ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null
+	rm -f "${PIDS}/${name}.pid"
+	log "  stopped $name (pid $pid)"
+}
+
+# Order: our host processes first, then kubelet (so it stops restarting pods), then the pods'
+# containers through our containerd, then containerd and the control plane.
+stop secrets-store-csi-driver
+stop provider-fake
+stop kubelet
+
+ctr_() { ctr --address "$CTRD_SOCK" -n k8s.io "$@"; }
+if pid_alive containerd >/dev/null && ctr_ version >/dev/null 2>&1; then
+	netns=()
+	for c in $(ctr_ containers ls -q 2>/dev/null); do
+		# Sandbox containers name their network namespace; remember it to remove it below.
+		while read -r ns; do netns+=("$ns"); done < <(ctr_ containers info "$c" 2>/dev/null | grep -o '"/var/run/netns/cni-[0-9a-f-]*"' | tr -d '"' | sort -u)
+		ctr_ tasks kill -s SIGKILL "$c" >/dev/null 2>&1
+	done
+	sleep 1
+	for c in $(ctr_ containers ls -q 2>/dev/null); do
+		ctr_ tasks delete -f "$c" >/dev/null 2>&1
+		ctr_ containers delete "$c" >/dev/null 2>&1
+	done
+	for ns in "${netns[@]}"; do
+		umount "$ns" 2>/dev/null
+		rm -f "$ns"
+	done
+	log "  removed pod containers and ${#netns[@]} network namespaces"
+fi
+stop containerd
+# containerd's shims outlive it; ours are the ones pointing at our containerd socket.
+for d in /proc/[0-9]*; do
+	if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q -- "-address ${CTRD_SOCK} "; then
+		kill -KILL "${d#/proc/}" 2>/dev/null && log "  killed containerd shim ${d#/proc/}"
+	fi
+done
+
+stop kube-scheduler
+stop kube-controller-manager
+stop kube-apiserver
+stop etcd
+
+# Unmount everything below our directories, deepest first; the /var/lib/kubelet bind goes last.
+unmount_below() {
+	local root=$1 m
+	findmnt -rn -o TARGET | awk -v r="$root" 'index($0, r "/") == 1' | sort -r | while read -r m; do
+		m=$(printf '%b' "$m")
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "  WARNING: could not unmount $m"
+	done
+}
+unmount_below "$KUBELET_DIR"
+unmount_below "$CTRD_RUN"
+unmount_below "$CLUSTER_DIR"
+unmount_below /run/netns/cni
+if [ -f "${CLUSTER_DIR}/bound-kubelet-dir" ]; then
+	while findmnt -rn -o TARGET | grep -qx "$KUBELET_DIR"; do umount "$KUBELET_DIR" || umount -l "$KUBELET_DIR" || break; done
+fi
+
+if ip link show "$BRIDGE" >/dev/null 2>&1; then
+	# Remaining veths of our pods are attached to our bridge; deleting it detaches them.
+	for v in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+		ip link delete "$v" 2>/dev/null
+	done
+	ip link delete "$BRIDGE" && log "  deleted bridge $BRIDGE"
+fi
+rm -rf /var/lib/cni/results/"${CNI_NETWORK}"-* 2>/dev/null
+
+# Empty cgroups kubelet created (kubepods hierarchy), deepest first.
+for h in /sys/fs/cgroup/*/; do
+	[ -d "${h}kubepods" ] || [ -d "${h}kubepods.slice" ] || continue
+	find "${h}kubepods" -depth -type d -exec rmdir {} \; 2>/dev/null
+done
+
+if [ -f "${CLUSTER_DIR}/created-kubelet-dir" ] || [ -d "$CLUSTER_DIR" ]; then
+	rm -rf "$KUBELET_DIR"
+fi
+rm -rf "$PROVIDER_DIR" "$CTRD_RUN"
+if [ -d "$LOGS" ] && [ -n "${SSCSI_KEEP_LOGS:-}" ]; then
+	mkdir -p "$SSCSI_KEEP_LOGS" && cp -r "$LOGS"/. "$SSCSI_KEEP_LOGS"/ 2>/dev/null
+fi
+rm -rf "$CLUSTER_DIR"
+log "cluster down"

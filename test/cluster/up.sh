@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# up.sh brings up (or completes) a single-node Kubernetes on 127.0.0.1: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, containerd and kubelet, then our CRDs, the CSIDriver and
+# the driver + fake provider as host processes. Idempotent: running components are left alone.
+# See ../../../shared/LOCAL-CLUSTER.md for why each setting is what it is.
+#   SSCSI_NO_DRIVER=1  bring up the node only
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || die "up.sh needs root (mounts, containerd, kubelet)"
+log "bringing up the local cluster (state: ${CLUSTER_DIR})"
+"${REPO_ROOT}/test/cluster/build.sh"
+mkdir -p "$CLUSTER_DIR" "$LOGS" "$PIDS" "$PKI"
+chmod 700 "$CLUSTER_DIR"
+
+# --- project binaries and images -------------------------------------------------------------
+if [ -d "${REPO_ROOT}/cmd" ] && [ -z "${SSCSI_SKIP_BUILD:-}" ]; then
+	log "building project binaries (make build)"
+	make -s -C "$REPO_ROOT" build >"${LOGS}/make-build.log" 2>&1 ||
+		log "WARNING: make build failed (see ${LOGS}/make-build.log); using binaries already in bin/"
+fi
+log "building images (hack/images)"
+(cd "$REPO_ROOT" && go run ./hack/images -out bin/images -busybox "$(command -v busybox || echo /bin/busybox)") >"${LOGS}/images.log" 2>&1 ||
+	{ cat "${LOGS}/images.log" >&2; die "building images failed"; }
+
+# --- certificates ------------------------------------------------------------------------------
+# gen_cert NAME CN ORG SANS: a client+server certificate signed by the cluster CA.
+gen_cert() {
+	local n=$1 cn=$2 org=$3 sans=$4 subj
+	[ -f "${PKI}/${n}.crt" ] && return 0
+	subj="/CN=${cn}"
+	[ -n "$org" ] && subj="/O=${org}${subj}"
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "${PKI}/${n}.key" \
+		-out "${PKI}/${n}.csr" -subj "$subj" 2>/dev/null
+	{
+		echo "basicConstraints=CA:FALSE"
+		echo "keyUsage=critical,digitalSignature,keyEncipherment"
+		echo "extendedKeyUsage=serverAuth,clientAuth"
+		[ -n "$sans" ] && echo "subjectAltName=${sans}"
+	} >"${PKI}/${n}.ext"
+	openssl x509 -req -in "${PKI}/${n}.csr" -CA "${PKI}/ca.crt" -CAkey "${PKI}/ca.key" -CAcreateserial \
+		-days 30 -extfile "${PKI}/${n}.ext" -out "${PKI}/${n}.crt" 2>/dev/null
+	rm -f "${PKI}/${n}.csr" "${PKI}/${n}.ext"
+}
+if [ ! -f "${PKI}/ca.crt" ]; then
+	log "generating certificates"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+		-keyout "${PKI}/ca.key" -out "${PKI}/ca.crt" -subj "/CN=sscsi-test-ca" 2>/dev/null
+	openssl genrsa -out "${PKI}/sa.key" 2048 2>/dev/null
+	openssl rsa -in "${PKI}/sa.key" -pubout -out "${PKI}/sa.pub" 2>/dev/null
+fi
+gen_cert apiserver kube-apiserver "" \
+	"DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:${SERVICE_CIDR%.*}.1"
+gen_cert admin kubernetes-admin system:masters ""
+gen_cert kubelet system:node:localhost system:nodes ""
+gen_cert kubelet-serving system:node:localhost system:nodes "DNS:localhost,IP:127.0.0.1"
+gen_cert controller-manager system:kube-controller-manager "" ""
+gen_cert scheduler system:kube-scheduler "" ""
+gen_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters ""
+chmod 600 "${PKI}"/*.key
+
+write_kubeconfig() {
+	local n=$1
+	cat >"${CLUSTER_DIR}/${n}.kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: sscsi
+  cluster:
+    server: ${APISERVER}
+    certificate-authority: ${PKI}/ca.crt
+users:
+- name: ${n}
+  user:
+    client-certificate: ${PKI}/${n}.crt
+    client-key: ${PKI}/${n}.key
+contexts:
+- name: sscsi
+  context:
+    cluster: sscsi
+    user: ${n}
+current-context: sscsi
+KC
+}
+for n in admin kubelet controller-manager scheduler; do write_kubeconfig "$n"; done
+
+# --- control plane -----------------------------------------------------------------------------
+log "starting control plane"
+start_bg etcd etcd --name sscsi --data-dir "${CLUSTER_DIR}/etcd" \
+	--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+	--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+	--initial-cluster sscsi=http://127.0.0.1:2380 --log-level warn
+wait_for "etcd healthy" 30 curl -fsS http://127.0.0.1:2379/health
+
+start_bg kube-apiserver "${K8S_BIN}/kube-apiserver" \
+	--etcd-servers=http://127.0.0.1:2379 \
+	--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port=6443 \
+	--tls-cert-file="${PKI}/apiserver.crt" --tls-private-key-file="${PKI}/apiserver.key" \
+	--client-ca-file="${PKI}/ca.crt" \
+	--service-cluster-ip-range="${SERVICE_CIDR}" \
+	--service-account-issuer=https://kubernetes.default.svc.cluster.local \
+	--service-account-key-file="${PKI}/sa.pub" --service-account-signing-key-file="${PKI}/sa.key" \
+	--authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
+	--allow-privileged=true --endpoint-reconciler-type=none \
+	--kubelet-preferred-address-types=Hostname \
+	--kubelet-client-certificate="${PKI}/apiserver-kubelet-client.crt" \
+	--kubelet-client-key="${PKI}/apiserver-kubelet-client.key" \
+	--kubelet-certificate-authority="${PKI}/ca.crt" \
+	--profiling=false
+wait_for "kube-apiserver ready" 90 kc get --raw /readyz
+
+start_bg kube-controller-manager "${K8S_BIN}/kube-controller-manager" \
+	--kubeconfig="${CLUSTER_DIR}/controller-manager.kubeconfig" \
+	--authentication-kubeconfig="${CLUSTER_DIR}/controller-manager.kubeconfig" \
+	--authorization-kubeconfig="${CLUSTER_DIR}/controller-manager.kubeconfig" \
+	--bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
+	--service-account-private-key-file="${PKI}/sa.key" --root-ca-file="${PKI}/ca.crt" \
+	--cluster-signing-cert-file="${PKI}/ca.crt" --cluster-signing-key-file="${PKI}/ca.key" \
+	--profiling=false
+start_bg kube-scheduler "${K8S_BIN}/kube-scheduler" \
+	--kubeconfig="${CLUSTER_DIR}/scheduler.kubeconfig" \
+	--authentication-kubeconfig="${CLUSTER_DIR}/scheduler.kubeconfig" \
+	--authorization-kubeconfig="${CLUSTER_DIR}/scheduler.kubeconfig" \
+	--bind-address=127.0.0.1 --leader-elect=false --profiling=false
+
+# --- containerd and CNI --------------------------------------------------------------------------
+mkdir -p "${CLUSTER_DIR}/cni" "${CTRD_RUN}"
+cat >"${CLUSTER_DIR}/cni/10-sscsi.conflist" <<CNI
+{
+  "cniVersion": "0.4.0",
+  "name": "${CNI_NETWORK}",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "${BRIDGE}",
+      "isGateway": false,
+      "ipMasq": false,
+      "hairpinMode": false,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "${POD_SUBNET}"}]],
+        "dataDir": "${CLUSTER_DIR}/cni-ipam"
+      }
+    }
+  ]
+}
+CNI
+cat >"${CLUSTER_DIR}/containerd.toml" <<TOML
+version = 2
+root = "${CLUSTER_DIR}/containerd"
+state = "${CTRD_RUN}/state"
+[grpc]
+  address = "${CTRD_SOCK}"
+[ttrpc]
+  address = "${CTRD_SOCK}.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "${IMAGE_REPO}/pause:latest"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "${CLUSTER_DIR}/cni"
+TOML
+log "starting containerd"
+start_bg containerd containerd --config "${CLUSTER_DIR}/containerd.toml"
+wait_for "containerd serving" 30 ctr --address "${CTRD_SOCK}" version
+for t in "${REPO_ROOT}"/bin/images/*.tar; do
+	ctr --address "${CTRD_SOCK}" -n k8s.io images import "$t" >/dev/null ||
+		die "importing image $t"
+done
+log "  imported images: $(ctr --address "${CTRD_SOCK}" -n k8s.io images ls -q | grep -c "${IMAGE_REPO}/")"
+
+# --- kubelet -----------------------------------------------------------------------------------
+# Bidirectional mount propagation needs a shared mount; / is private here.
+if [ ! -d "$KUBELET_DIR" ]; then
+	mkdir -p "$KUBELET_DIR"
+	touch "${CLUSTER_DIR}/created-kubelet-dir"
+fi
+if ! findmnt -rn -o TARGET "$KUBELET_DIR" | grep -qx "$KUBELET_DIR"; then
+	mount --bind "$KUBELET_DIR" "$KUBELET_DIR"
+	touch "${CLUSTER_DIR}/bound-kubelet-dir"
+fi
+mount --make-rshared "$KUBELET_DIR"
+cat >"${CLUSTER_DIR}/kubelet.yaml" <<KCFG
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: 10250
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+readOnlyPort: 0
+failCgroupV1: false
+cgroupDriver: cgroupfs
+failSwapOn: false
+containerRuntimeEndpoint: unix://${CTRD_SOCK}
+tlsCertFile: ${PKI}/kubelet-serving.crt
+tlsPrivateKeyFile: ${PKI}/kubelet-serving.key
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: ${PKI}/ca.crt
+authorization:
+  mode: Webhook
+evictionHard:
+  memory.available: "50Mi"
+  nodefs.available: "1%"
+  nodefs.inodesFree: "1%"
+  imagefs.available: "1%"
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+resolvConf: /etc/resolv.conf
+clusterDomain: cluster.local
+KCFG
+log "starting kubelet"
+start_bg kubelet "${K8S_BIN}/kubelet" --config="${CLUSTER_DIR}/kubelet.yaml" \
+	--kubeconfig="${CLUSTER_DIR}/kubelet.kubeconfig" --hostname-override=localhost \
+	--root-dir="${KUBELET_DIR}" --v=2
+node_ready() { [ "$(kc get node localhost -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+wait_for "node localhost Ready" 120 node_ready
+
+# --- our API objects ----------------------------------------------------------------------------
+if compgen -G "${REPO_ROOT}/manifests/crds/*.yaml" >/dev/null; then
+	kc apply --server-side --force-conflicts -f "${REPO_ROOT}/manifests/crds/" >/dev/null
+	kc wait --for condition=established --timeout=60s crd --all >/dev/null
+	log "  CRDs applied"
+fi
+kc apply --server-side --force-conflicts -f "${REPO_ROOT}/manifests/csidriver.yaml" >/dev/null
+log "  CSIDriver applied"
+
+# --- driver and fake provider as host processes ---------------------------------------------------
+if [ -n "${SSCSI_NO_DRIVER:-}" ]; then
+	log "cluster up without the driver ($(($(date +%s) - _SSCSI_T0))s)"
+	exit 0
+fi
+mkdir -p "$PROVIDER_DIR"
+if [ -x "${REPO_ROOT}/bin/provider-fake" ]; then
+	start_bg provider-fake "${REPO_ROOT}/bin/provider-fake" \
+		--endpoint "${PROVIDER_DIR}/fake.sock" --admin-addr 127.0.0.1:8099
+else
+	log "WARNING: bin/provider-fake not built; skipping"
+fi
+if [ -x "${REPO_ROOT}/bin/secrets-store-csi-driver" ]; then
+	start_bg secrets-store-csi-driver "${REPO_ROOT}/bin/secrets-store-csi-driver" \
+		--endpoint "unix://${KUBELET_DIR}/plugins/csi-secrets-store/csi.sock" --nodeid localhost \
+		--kubeconfig "${ADMIN_KUBECONFIG}" --provider-volume "${PROVIDER_DIR}" \
+		--enable-secret-rotation --rotation-poll-interval 10s --metrics-addr 127.0.0.1:8095 \
+		--kubelet-dir "${KUBELET_DIR}" -v 4
+	driver_registered() { kc get csinode localhost -o 'jsonpath={.spec.drivers[*].name}' | grep -qw secrets-store.csi.k8s.io; }
+	wait_for "driver registered with kubelet (CSINode)" 60 driver_registered
+else
+	log "WARNING: bin/secrets-store-csi-driver not built; the node runs without the driver"
+fi
+log "cluster up in $(($(date +%s) - _SSCSI_T0))s; kubeconfig: ${ADMIN_KUBECONFIG}"

@@ -1,0 +1,95 @@
+package framework
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// SetFakeObject changes an object's value in the fake provider (its admin API bumps the version).
+func SetFakeObject(ctx context.Context, objectName, value string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, FakeAdminURL+"/v1/objects/"+objectName, strings.NewReader(value))
+	if err != nil {
+		return fmt.Errorf("building request: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("PUT fake provider object %s: %w", objectName, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("PUT fake provider object %s: %s: %s", objectName, resp.Status, b)
+	}
+	return nil
+}
+
+// Metrics fetches the driver's Prometheus metrics text.
+func Metrics(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, MetricsURL, nil)
+	if err != nil {
+		return "", fmt.Errorf("building request: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %w", MetricsURL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("reading metrics: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", MetricsURL, resp.Status)
+	}
+	return string(b), nil
+}
+
+// MountsUnder returns the host mount points below dir (the e2e suite runs on the node as root).
+func MountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	defer f.Close()
+	var out []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) > 4 && strings.HasPrefix(fields[4], dir) {
+			out = append(out, fields[4])
+		}
+	}
+	return out, s.Err()
+}
+
+// ScanLogs returns, for every component log in dir, which of the needles it contains.
+func ScanLogs(dir string, needles []string) (map[string][]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", dir, err)
+	}
+	found := map[string][]string{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".log") {
+			continue
+		}
+		b, err := os.ReadFile(dir + "/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", e.Name(), err)
+		}
+		for _, n := range needles {
+			if n != "" && strings.Contains(string(b), n) {
+				found[e.Name()] = append(found[e.Name()], n)
+			}
+		}
+	}
+	return found, nil
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# run.sh runs the end-to-end suite against the local cluster, bringing it up first (up.sh is
+# idempotent, so a running cluster is reused and only missing parts are started). Failed tests leave
+# their namespace state and every component log in _artifacts/. Extra arguments go to go test.
+set -euo pipefail
+# shellcheck source=../cluster/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
+
+"${REPO_ROOT}/test/cluster/up.sh"
+export SSCSI_KUBECONFIG="${ADMIN_KUBECONFIG}" SSCSI_KUBECTL="${KUBECTL}" SSCSI_CLUSTER_LOGS="${LOGS}"
+export SSCSI_ARTIFACTS="${SSCSI_ARTIFACTS:-${REPO_ROOT}/_artifacts}"
+log "running the e2e suite (artifacts on failure: ${SSCSI_ARTIFACTS})"
+cd "$REPO_ROOT"
+start=$(date +%s)
+go test -tags e2e -count=1 -v -timeout 20m "$@" ./test/e2e/ 2>&1 | tee /tmp/sscsi-e2e.log |
+	grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS|e2e:)|_test.go:' || true
+rc=${PIPESTATUS[0]}
+log "e2e suite finished in $(($(date +%s) - start))s (exit ${rc}; full log /tmp/sscsi-e2e.log)"
+exit "$rc"
