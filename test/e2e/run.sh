@@ -12,8 +12,10 @@ export SSCSI_ARTIFACTS="${SSCSI_ARTIFACTS:-${REPO_ROOT}/_artifacts}"
 log "running the e2e suite (artifacts on failure: ${SSCSI_ARTIFACTS})"
 cd "$REPO_ROOT"
 start=$(date +%s)
+set +e
 go test -tags e2e -count=1 -v -timeout 20m "$@" ./test/e2e/ 2>&1 | tee /tmp/sscsi-e2e.log |
-	grep -E '^(=== RUN|--- |\s+--- |ok|FAIL|PASS|e2e:)|_test.go:' || true
+	grep --line-buffered -E '^(--- |\s+--- |ok|FAIL|PASS|e2e:)|_test.go:'
 rc=${PIPESTATUS[0]}
+set -e
 log "e2e suite finished in $(($(date +%s) - start))s (exit ${rc}; full log /tmp/sscsi-e2e.log)"
 exit "$rc"
