@@ -7,8 +7,8 @@ package aws
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"sync"
 	"time"

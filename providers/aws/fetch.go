@@ -268,7 +268,7 @@ func failAll(refs []Ref, err error) jobResult {
 }
 
 func what(r Ref) string {
-	s := fmt.Sprintf("%s %q", r.Type, r.Name)
+	s := fmt.Sprintf("%q", r.Name)
 	if r.Version != "" {
 		s += " objectVersion " + r.Version
 	}

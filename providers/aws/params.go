@@ -161,11 +161,7 @@ func ParseParams(attrs map[string]string, defaultRegion string) (*Params, error)
 	default:
 		return nil, fmt.Errorf("%w: parameter preferredAddressType %q must be ipv4, ipv6 or auto", plugin.ErrInvalidParameters, attrs[ParamPreferredAddressType])
 	}
-	tr, err := parsePathTranslation(attrs[ParamPathTranslation])
-	if err != nil {
-		return nil, err
-	}
-	objs, err := ParseObjects(attrs[ParamObjects], tr)
+	objs, err := ParseObjects(attrs[ParamObjects], attrs[ParamPathTranslation])
 	if err != nil {
 		return nil, err
 	}
@@ -193,11 +189,11 @@ func validRegion(r string) bool {
 	return r != "" && r[0] != '-' && r[len(r)-1] != '-'
 }
 
-// pathTranslation is the character that replaces '/' in default file
+// translation is the character that replaces '/' in default file
 // names; 0 means no translation.
-type pathTranslation rune
+type translation rune
 
-func parsePathTranslation(v string) (pathTranslation, error) {
+func parsePathTranslation(v string) (translation, error) {
 	switch {
 	case v == "" || strings.EqualFold(v, "true"):
 		return '_', nil
@@ -208,10 +204,10 @@ func parsePathTranslation(v string) (pathTranslation, error) {
 	if len(r) != 1 || r[0] == 0 || r[0] == '.' {
 		return 0, fmt.Errorf("%w: parameter pathTranslation %q must be False or a single character other than '.'", plugin.ErrInvalidParameters, v)
 	}
-	return pathTranslation(r[0]), nil
+	return translation(r[0]), nil
 }
 
-func (t pathTranslation) apply(name string) string {
+func (t translation) apply(name string) string {
 	if t == 0 {
 		return name
 	}
@@ -251,9 +247,14 @@ func parseARN(name string) (arnInfo, bool, error) {
 	return info, true, nil
 }
 
-// ParseObjects decodes and validates the objects parameter. It checks
-// everything that does not depend on the regions (see ParseParams).
-func ParseObjects(s string, tr pathTranslation) ([]ObjectSpec, error) {
+// ParseObjects decodes and validates the objects parameter with the
+// pathTranslation parameter. It checks everything that does not depend on
+// the regions (see ParseParams).
+func ParseObjects(s, pathTranslation string) ([]ObjectSpec, error) {
+	tr, err := parsePathTranslation(pathTranslation)
+	if err != nil {
+		return nil, err
+	}
 	if strings.TrimSpace(s) == "" {
 		return nil, fmt.Errorf("%w: parameter objects is empty; list at least one {objectName, objectType}", plugin.ErrInvalidParameters)
 	}
@@ -328,7 +329,7 @@ func yamlErrorText(err error) string {
 	return "invalid YAML"
 }
 
-func validateObject(i int, o Object, tr pathTranslation) (ObjectSpec, error) {
+func validateObject(i int, o Object, tr translation) (ObjectSpec, error) {
 	where := objectRef(i, o.ObjectName)
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s %s", plugin.ErrInvalidParameters, where, field, fmt.Sprintf(format, args...))
