@@ -1,0 +1,375 @@
+// Package driver is the composition root of the secrets-store CSI driver:
+// Config holds every flag, Run wires the packages under internal/ together
+// and serves until the context ends.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/sscsi/secrets-store/driver/internal/csi"
+	"github.com/sscsi/secrets-store/driver/internal/events"
+	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
+	"github.com/sscsi/secrets-store/driver/internal/metrics"
+	"github.com/sscsi/secrets-store/driver/internal/pluginclient"
+	"github.com/sscsi/secrets-store/driver/internal/podstatus"
+	"github.com/sscsi/secrets-store/driver/internal/publish"
+	"github.com/sscsi/secrets-store/driver/internal/registration"
+	"github.com/sscsi/secrets-store/driver/internal/rotation"
+	"github.com/sscsi/secrets-store/driver/internal/spc"
+	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
+	"github.com/sscsi/secrets-store/internal/atomicfs"
+)
+
+// BuildVersion is set at link time.
+var BuildVersion = "dev"
+
+// Config is every driver setting; cmd/secrets-store-csi-driver binds flags
+// into it.
+type Config struct {
+	Endpoint                 string
+	DriverName               string
+	NodeID                   string
+	ProviderVolume           string
+	AdditionalProviderPaths  []string
+	MetricsAddr              string
+	MetricsBackend           string
+	EnableSecretRotation     bool
+	RotationPollInterval     time.Duration
+	EnablePprof              bool
+	PprofPort                int
+	MaxCallRecvMsgSize       int
+	ProviderHealthCheck      bool
+	ProviderHealthCheckEvery time.Duration
+	Kubeconfig               string
+	KubeAPIQPS               float32
+	KubeAPIBurst             int
+
+	// KubeletDir is kubelet's root directory; the driver registers itself
+	// in <KubeletDir>/plugins_registry when KubeletRegistration is set.
+	KubeletDir          string
+	KubeletRegistration bool
+	// KubeletRegistrationPath is the CSI socket as kubelet sees it
+	// (default <KubeletDir>/plugins/csi-secrets-store/csi.sock).
+	KubeletRegistrationPath string
+
+	TmpfsSizeBytes         int64
+	MaxFiles               int
+	MaxPayloadBytes        int64
+	ProviderConnectTimeout time.Duration
+	ProviderTimeout        time.Duration
+}
+
+// Defaults returns the upstream defaults.
+func Defaults() Config {
+	return Config{
+		Endpoint:                 "unix://tmp/csi.sock",
+		DriverName:               "secrets-store.csi.k8s.io",
+		ProviderVolume:           "/var/run/secrets-store-csi-providers",
+		AdditionalProviderPaths:  []string{"/etc/kubernetes/secrets-store-csi-providers"},
+		MetricsAddr:              ":8095",
+		MetricsBackend:           "prometheus",
+		RotationPollInterval:     2 * time.Minute,
+		PprofPort:                6065,
+		MaxCallRecvMsgSize:       4194304,
+		ProviderHealthCheckEvery: 2 * time.Minute,
+		KubeAPIQPS:               50,
+		KubeAPIBurst:             100,
+		KubeletDir:               "/var/lib/kubelet",
+		KubeletRegistration:      true,
+		TmpfsSizeBytes:           64 << 20,
+		MaxFiles:                 atomicfs.DefaultMaxFiles,
+		MaxPayloadBytes:          atomicfs.DefaultMaxTotalBytes,
+		ProviderConnectTimeout:   3 * time.Second,
+		ProviderTimeout:          60 * time.Second,
+	}
+}
+
+// Validate checks c and names the flag at fault.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("--nodeid is required (the Kubernetes node name; in a DaemonSet use the downward API spec.nodeName)"))
+	}
+	if c.DriverName == "" {
+		errs = append(errs, errors.New("--drivername is empty"))
+	}
+	if _, err := SocketPath(c.Endpoint); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ProviderVolume == "" {
+		errs = append(errs, errors.New("--provider-volume is empty"))
+	}
+	if c.MetricsBackend != "prometheus" {
+		errs = append(errs, fmt.Errorf("--metrics-backend %q is not supported; use prometheus", c.MetricsBackend))
+	}
+	if err := (rotation.Policy{Enabled: c.EnableSecretRotation, Interval: c.RotationPollInterval}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxCallRecvMsgSize <= 0 {
+		errs = append(errs, errors.New("--max-call-recv-msg-size must be positive"))
+	}
+	if c.KubeAPIQPS <= 0 || c.KubeAPIBurst <= 0 {
+		errs = append(errs, errors.New("--kube-api-qps and --kube-api-burst must be positive"))
+	}
+	if c.ProviderHealthCheck && c.ProviderHealthCheckEvery <= 0 {
+		errs = append(errs, errors.New("--provider-health-check-interval must be positive"))
+	}
+	if c.ProviderTimeout <= 0 || c.ProviderConnectTimeout <= 0 {
+		errs = append(errs, errors.New("--provider-timeout and --provider-connect-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// SocketPath turns a CSI endpoint (unix://path, unix:///path or a plain
+// path) into an absolute socket path.
+func SocketPath(endpoint string) (string, error) {
+	p := endpoint
+	if rest, ok := strings.CutPrefix(strings.ToLower(endpoint), "unix://"); ok {
+		p = endpoint[len(endpoint)-len(rest):]
+	} else if strings.Contains(endpoint, "://") {
+		return "", fmt.Errorf("--endpoint %q: only unix:// endpoints are supported", endpoint)
+	}
+	if p == "" {
+		return "", fmt.Errorf("--endpoint %q has no socket path", endpoint)
+	}
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return filepath.Clean(p), nil
+}
+
+// Run serves the driver until ctx is done.
+func Run(ctx context.Context, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	sock, _ := SocketPath(c.Endpoint)
+	kc, err := kubeclient.New(kubeclient.Config{Kubeconfig: c.Kubeconfig, QPS: c.KubeAPIQPS, Burst: c.KubeAPIBurst, UserAgent: "secrets-store-csi-driver/" + BuildVersion})
+	if err != nil {
+		return err
+	}
+	m := metrics.New()
+	dirs := append(append([]string{}, c.AdditionalProviderPaths...), c.ProviderVolume)
+	providers, err := pluginclient.New(pluginclient.Config{Dirs: nonEmpty(dirs), MaxRecvMsgSize: c.MaxCallRecvMsgSize, ConnectTimeout: c.ProviderConnectTimeout})
+	if err != nil {
+		return err
+	}
+	defer providers.Close()
+	status, err := podstatus.New(podstatus.Config{Client: kc.CRD, NodeName: c.NodeID})
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	ev := events.New(ctx, kc.Core, "secrets-store-csi-driver", c.NodeID)
+	pub, err := publish.New(publish.Config{
+		Mounter:   tmpfs.NewOS(),
+		SPCs:      spc.RESTGetter{Client: kc.CRD},
+		Providers: timeoutProviders{providers, c.ProviderTimeout},
+		Rotation:  rotation.Policy{Enabled: c.EnableSecretRotation, Interval: c.RotationPollInterval},
+		TmpfsSize: c.TmpfsSizeBytes,
+		Limits:    atomicfs.Limits{MaxFiles: c.MaxFiles, MaxTotalBytes: c.MaxPayloadBytes},
+		Status:    status,
+		Events:    ev,
+		Metrics:   m,
+	})
+	if err != nil {
+		return err
+	}
+	ready := newReadiness(kc)
+	srv, err := csi.New(csi.Config{
+		DriverName: c.DriverName, Version: BuildVersion, NodeID: c.NodeID, Publisher: pub,
+		Ready: ready.check, Unpublished: m.Unpublish,
+	})
+	if err != nil {
+		return err
+	}
+
+	g.Go(func() error { status.Run(ctx); return nil })
+	g.Go(func() error { return serveCSI(ctx, sock, srv) })
+	if c.MetricsAddr != "" {
+		g.Go(func() error { return serveHTTP(ctx, c.MetricsAddr, metricsMux(m, ready)) })
+	}
+	if c.EnablePprof {
+		g.Go(func() error { return serveHTTP(ctx, fmt.Sprintf("127.0.0.1:%d", c.PprofPort), pprofMux()) })
+	}
+	if c.KubeletRegistration {
+		regDir := filepath.Join(c.KubeletDir, "plugins_registry")
+		ep := c.KubeletRegistrationPath
+		if ep == "" {
+			ep = filepath.Join(c.KubeletDir, "plugins", "csi-secrets-store", "csi.sock")
+		}
+		reg, err := registration.New(registration.Config{DriverName: c.DriverName, Endpoint: ep, RegistryDir: regDir})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return reg.Serve(ctx) })
+	}
+	if c.ProviderHealthCheck {
+		g.Go(func() error { checkProviders(ctx, providers, c.ProviderHealthCheckEvery); return nil })
+	}
+	klog.InfoS("driver starting", "driver", c.DriverName, "version", BuildVersion, "node", c.NodeID, "endpoint", sock,
+		"rotation", c.EnableSecretRotation, "rotationPollInterval", c.RotationPollInterval, "providerDirs", dirs)
+	return g.Wait()
+}
+
+func nonEmpty(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// timeoutProviders bounds each provider call so that a hung provider fails
+// the mount with DeadlineExceeded before kubelet gives up.
+type timeoutProviders struct {
+	c *pluginclient.Client
+	d time.Duration
+}
+
+func (t timeoutProviders) Mount(ctx context.Context, provider string, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.d)
+	defer cancel()
+	return t.c.Mount(ctx, provider, req)
+}
+
+func serveCSI(ctx context.Context, sock string, srv *csi.Server) error {
+	if err := os.MkdirAll(filepath.Dir(sock), 0o750); err != nil {
+		return fmt.Errorf("create CSI socket directory: %w", err)
+	}
+	if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale CSI socket %s: %w", sock, err)
+	}
+	lis, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on CSI socket %s: %w", sock, err)
+	}
+	g := grpc.NewServer(grpc.ChainUnaryInterceptor(csi.LogInterceptor))
+	csipb.RegisterIdentityServer(g, srv)
+	csipb.RegisterNodeServer(g, srv)
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	klog.InfoS("CSI socket serving", "socket", sock)
+	select {
+	case <-ctx.Done():
+		done := make(chan struct{})
+		go func() { g.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			g.Stop()
+		}
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("serve CSI socket: %w", err)
+	}
+}
+
+func serveHTTP(ctx context.Context, addr string, h http.Handler) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", addr, err)
+	}
+}
+
+func metricsMux(m *metrics.Recorder, r *readiness) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
+		if err := r.check(req.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+func pprofMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// readiness caches whether the Kubernetes API answers, for a few seconds,
+// so probes do not load the API server.
+type readiness struct {
+	kc *kubeclient.Clients
+
+	mu      sync.Mutex // guards checked, err
+	checked time.Time
+	err     error
+}
+
+func newReadiness(kc *kubeclient.Clients) *readiness { return &readiness{kc: kc} }
+
+func (r *readiness) check(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) < 5*time.Second {
+		return r.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	r.err = r.kc.Core.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+	if r.err != nil {
+		r.err = fmt.Errorf("Kubernetes API not reachable: %w", r.err)
+	}
+	r.checked = time.Now()
+	return r.err
+}
+
+func checkProviders(ctx context.Context, c *pluginclient.Client, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		for _, p := range c.Providers() {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			v, err := c.Version(cctx, p)
+			cancel()
+			if err != nil {
+				klog.ErrorS(err, "provider health check failed", "provider", p)
+				continue
+			}
+			klog.V(4).InfoS("provider healthy", "provider", p, "runtime", v.GetRuntimeName(), "version", v.GetRuntimeVersion())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,90 @@
+// Package kubeclient builds the Kubernetes API clients the driver uses: the
+// core clientset and a REST client for the secrets-store CRDs, with the
+// client-side rate limits set from flags.
+package kubeclient
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+)
+
+// Config selects the API server and the client-side rate limit.
+type Config struct {
+	// Kubeconfig is a kubeconfig path; empty means in-cluster.
+	Kubeconfig string
+	// QPS and Burst bound requests per second from this process.
+	QPS   float32
+	Burst int
+	// UserAgent identifies the driver in API server logs.
+	UserAgent string
+	// Timeout bounds each request (default 10s).
+	Timeout time.Duration
+}
+
+// Clients are the API clients of one process.
+type Clients struct {
+	Config *rest.Config
+	Core   kubernetes.Interface
+	// CRD is a REST client for group secrets-store.csi.x-k8s.io/v1.
+	CRD rest.Interface
+}
+
+// Scheme knows the core types and the secrets-store v1 types.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = ssv1.AddToScheme(s)
+	return s
+}
+
+// New builds the clients.
+func New(cfg Config) (*Clients, error) {
+	if cfg.QPS <= 0 || cfg.Burst <= 0 {
+		return nil, errors.New("kubeclient: QPS and Burst must be positive")
+	}
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load Kubernetes client config (--kubeconfig %q): %w", cfg.Kubeconfig, err)
+	}
+	return NewForConfig(rc, cfg)
+}
+
+// NewForConfig builds the clients from an existing rest.Config (tests).
+func NewForConfig(base *rest.Config, cfg Config) (*Clients, error) {
+	rc := rest.CopyConfig(base)
+	rc.QPS, rc.Burst = cfg.QPS, cfg.Burst
+	if cfg.UserAgent != "" {
+		rc.UserAgent = cfg.UserAgent
+	}
+	rc.Timeout = cfg.Timeout
+	if rc.Timeout == 0 {
+		rc.Timeout = 10 * time.Second
+	}
+	core, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("core client: %w", err)
+	}
+	crdCfg := rest.CopyConfig(rc)
+	crdCfg.GroupVersion = &ssv1.SchemeGroupVersion
+	crdCfg.APIPath = "/apis"
+	crdCfg.NegotiatedSerializer = serializer.NewCodecFactory(Scheme()).WithoutConversion()
+	crd, err := rest.RESTClientFor(crdCfg)
+	if err != nil {
+		return nil, fmt.Errorf("secrets-store CRD client: %w", err)
+	}
+	return &Clients{Config: rc, Core: core, CRD: crd}, nil
+}

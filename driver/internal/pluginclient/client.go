@@ -1,0 +1,207 @@
+// Package pluginclient finds provider plugins' unix sockets, keeps one gRPC
+// connection per provider, and calls them, failing fast when a provider is
+// absent or dead instead of waiting for kubelet's deadline.
+package pluginclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+)
+
+// Errors. The CSI layer maps them to gRPC codes.
+var (
+	// ErrInvalidProviderName: spec.provider does not match the allowed pattern.
+	ErrInvalidProviderName = errors.New("invalid provider name")
+	// ErrProviderNotFound: no socket for the provider in any directory.
+	ErrProviderNotFound = errors.New("provider not found")
+	// ErrProviderUnavailable: the socket exists but nothing answers on it.
+	ErrProviderUnavailable = errors.New("provider unavailable")
+)
+
+var providerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{0,30}$`)
+
+// ValidateName checks a provider name as the upstream driver does.
+func ValidateName(name string) error {
+	if name == "" || !providerName.MatchString(name) {
+		return fmt.Errorf("%w: %q must match ^[a-zA-Z0-9_-]{1,30}$", ErrInvalidProviderName, name)
+	}
+	return nil
+}
+
+// Config configures a Client.
+type Config struct {
+	// Dirs are searched in order for <provider>.sock.
+	Dirs []string
+	// MaxRecvMsgSize is the largest response accepted (bytes).
+	MaxRecvMsgSize int
+	// ConnectTimeout bounds how long a call waits for the provider's socket
+	// to accept a connection (default 3s).
+	ConnectTimeout time.Duration
+}
+
+// Client calls provider plugins. It is safe for concurrent use.
+type Client struct {
+	cfg Config
+
+	mu    sync.Mutex // guards conns
+	conns map[string]*conn
+}
+
+type conn struct {
+	path string
+	cc   *grpc.ClientConn
+}
+
+// New validates cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Dirs) == 0 {
+		return nil, errors.New("pluginclient: no provider directories configured")
+	}
+	if cfg.MaxRecvMsgSize <= 0 {
+		cfg.MaxRecvMsgSize = 4 << 20
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 3 * time.Second
+	}
+	return &Client{cfg: cfg, conns: map[string]*conn{}}, nil
+}
+
+// socketPath finds the provider's socket in the configured directories.
+func (c *Client) socketPath(provider string) (string, error) {
+	for _, d := range c.cfg.Dirs {
+		p := filepath.Join(d, provider+".sock")
+		fi, err := os.Stat(p)
+		if err == nil && fi.Mode().Type() == fs.ModeSocket {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no socket %s.sock in %s; is the %q provider installed and running on this node?",
+		ErrProviderNotFound, provider, strings.Join(c.cfg.Dirs, ", "), provider)
+}
+
+// client returns a connected client for provider, dialing or re-dialing as
+// needed, and waits at most ConnectTimeout for the connection to be ready.
+func (c *Client) client(ctx context.Context, provider string) (v1alpha1.CSIDriverProviderClient, error) {
+	if err := ValidateName(provider); err != nil {
+		return nil, err
+	}
+	path, err := c.socketPath(provider)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	cn, ok := c.conns[provider]
+	if ok && cn.path != path {
+		_ = cn.cc.Close()
+		ok = false
+	}
+	if !ok {
+		cc, err := grpc.NewClient("unix://"+path,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithAuthority("localhost"),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.cfg.MaxRecvMsgSize)),
+		)
+		if err != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s: %v", ErrProviderUnavailable, path, err)
+		}
+		cn = &conn{path: path, cc: cc}
+		c.conns[provider] = cn
+	}
+	c.mu.Unlock()
+
+	if err := waitReady(ctx, cn.cc, c.cfg.ConnectTimeout); err != nil {
+		return nil, fmt.Errorf("%w: provider %q does not answer on %s within %s: %v", ErrProviderUnavailable, provider, path, c.cfg.ConnectTimeout, err)
+	}
+	return v1alpha1.NewCSIDriverProviderClient(cn.cc), nil
+}
+
+func waitReady(ctx context.Context, cc *grpc.ClientConn, timeout time.Duration) error {
+	if cc.GetState() == connectivity.Ready {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cc.Connect()
+	for {
+		s := cc.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure:
+			// Try once more, then report: a refused connection is final
+			// for this call.
+			cc.ResetConnectBackoff()
+		}
+		if !cc.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("connection state %s", s)
+		}
+		if cc.GetState() == connectivity.TransientFailure {
+			return errors.New("connection refused or socket dead")
+		}
+	}
+}
+
+// Mount calls the provider's Mount RPC.
+func (c *Client) Mount(ctx context.Context, provider string, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	cl, err := c.client(ctx, provider)
+	if err != nil {
+		return nil, err
+	}
+	return cl.Mount(ctx, req)
+}
+
+// Version calls the provider's Version RPC (health checks).
+func (c *Client) Version(ctx context.Context, provider string) (*v1alpha1.VersionResponse, error) {
+	cl, err := c.client(ctx, provider)
+	if err != nil {
+		return nil, err
+	}
+	return cl.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
+}
+
+// Providers lists the provider names that have a socket now.
+func (c *Client) Providers() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range c.cfg.Dirs {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			name, ok := strings.CutSuffix(e.Name(), ".sock")
+			if ok && e.Type() == fs.ModeSocket && !seen[name] && ValidateName(name) == nil {
+				seen[name] = true
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+// Close closes every connection.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, cn := range c.conns {
+		if err := cn.cc.Close(); err != nil {
+			klog.V(4).InfoS("close provider connection", "provider", name, "err", err)
+		}
+		delete(c.conns, name)
+	}
+}

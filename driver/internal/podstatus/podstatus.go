@@ -1,0 +1,204 @@
+// Package podstatus writes SecretProviderClassPodStatus objects off the
+// publish's critical path: Record only remembers the latest state per
+// object, and a worker writes it, skipping writes that change nothing and
+// retrying failures with backoff.
+package podstatus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/driver/internal/publish"
+)
+
+// Config configures a Writer.
+type Config struct {
+	// Client is a REST client for secrets-store.csi.x-k8s.io/v1.
+	Client rest.Interface
+	// NodeName labels every object with the node it was mounted on.
+	NodeName string
+	// MaxBackoff caps the retry delay (default 30s).
+	MaxBackoff time.Duration
+}
+
+// Writer implements publish.StatusRecorder.
+type Writer struct {
+	cfg  Config
+	wake chan struct{}
+
+	mu      sync.Mutex                                    // guards pending, written, targets
+	pending map[string]*ssv1.SecretProviderClassPodStatus // by namespace/name, latest wins
+	written map[string]ssv1.SecretProviderClassPodStatusStatus
+	targets map[string]string // target path -> key
+}
+
+var _ publish.StatusRecorder = (*Writer)(nil)
+
+// New validates cfg.
+func New(cfg Config) (*Writer, error) {
+	if cfg.Client == nil || cfg.NodeName == "" {
+		return nil, errors.New("podstatus: Client and NodeName are required")
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	return &Writer{
+		cfg:     cfg,
+		wake:    make(chan struct{}, 1),
+		pending: map[string]*ssv1.SecretProviderClassPodStatus{},
+		written: map[string]ssv1.SecretProviderClassPodStatusStatus{},
+		targets: map[string]string{},
+	}, nil
+}
+
+// Name is the object name upstream uses: <pod>-<namespace>-<spc>.
+func Name(pod, namespace, spc string) string {
+	return pod + "-" + namespace + "-" + spc
+}
+
+// Record implements publish.StatusRecorder; it never blocks on the API.
+func (w *Writer) Record(o publish.Outcome) {
+	obj := &ssv1.SecretProviderClassPodStatus{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      Name(o.Pod.Name, o.Pod.Namespace, o.SPC.Name),
+			Namespace: o.Pod.Namespace,
+			Labels:    map[string]string{ssv1.NodeNameLabel: w.cfg.NodeName},
+		},
+		Status: ssv1.SecretProviderClassPodStatusStatus{
+			PodName:                 o.Pod.Name,
+			SecretProviderClassName: o.SPC.Name,
+			Mounted:                 true,
+			TargetPath:              o.TargetPath,
+			Objects:                 o.Versions,
+		},
+	}
+	if o.Pod.UID != "" {
+		obj.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: o.Pod.Name, UID: types.UID(o.Pod.UID)}}
+	}
+	key := obj.Namespace + "/" + obj.Name
+	w.mu.Lock()
+	if reflect.DeepEqual(w.written[key], obj.Status) {
+		w.mu.Unlock()
+		return
+	}
+	w.pending[key] = obj
+	w.targets[o.TargetPath] = key
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Forget implements publish.StatusRecorder: the volume is gone; drop what
+// is remembered about it (the object itself is garbage-collected with its
+// pod).
+func (w *Writer) Forget(target string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if key, ok := w.targets[target]; ok {
+		delete(w.pending, key)
+		delete(w.written, key)
+		delete(w.targets, target)
+	}
+}
+
+// Pending returns how many objects wait to be written (tests, metrics).
+func (w *Writer) Pending() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending)
+}
+
+// Run writes pending objects until ctx is done.
+func (w *Writer) Run(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		if backoff > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.wake:
+			}
+		}
+		failed := w.flush(ctx)
+		switch {
+		case !failed:
+			backoff = 0
+		case backoff == 0:
+			backoff = 200 * time.Millisecond
+		default:
+			backoff = min(2*backoff, w.cfg.MaxBackoff)
+		}
+	}
+}
+
+// flush writes every pending object once; it reports whether any failed
+// (those stay pending unless a newer state replaced them).
+func (w *Writer) flush(ctx context.Context) (failed bool) {
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = map[string]*ssv1.SecretProviderClassPodStatus{}
+	w.mu.Unlock()
+	for key, obj := range batch {
+		err := w.write(ctx, obj)
+		w.mu.Lock()
+		if err != nil {
+			failed = true
+			if _, newer := w.pending[key]; !newer {
+				w.pending[key] = obj
+			}
+		} else {
+			w.written[key] = obj.Status
+		}
+		w.mu.Unlock()
+		if err != nil {
+			klog.ErrorS(err, "write SecretProviderClassPodStatus; will retry", "object", klog.KObj(obj))
+		}
+	}
+	return failed
+}
+
+func (w *Writer) write(ctx context.Context, obj *ssv1.SecretProviderClassPodStatus) error {
+	res := "secretproviderclasspodstatuses"
+	err := w.cfg.Client.Post().Namespace(obj.Namespace).Resource(res).Body(obj).Do(ctx).Error()
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	cur := &ssv1.SecretProviderClassPodStatus{}
+	if err := w.cfg.Client.Get().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Do(ctx).Into(cur); err != nil {
+		return fmt.Errorf("get: %w", err)
+	}
+	if reflect.DeepEqual(cur.Status, obj.Status) && cur.Labels[ssv1.NodeNameLabel] == w.cfg.NodeName {
+		return nil
+	}
+	cur.Status = obj.Status
+	if cur.Labels == nil {
+		cur.Labels = map[string]string{}
+	}
+	cur.Labels[ssv1.NodeNameLabel] = w.cfg.NodeName
+	if len(obj.OwnerReferences) > 0 {
+		cur.OwnerReferences = obj.OwnerReferences
+	}
+	if err := w.cfg.Client.Put().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Body(cur).Do(ctx).Error(); err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,407 @@
+// Package publish is the mount pipeline shared by first mounts and rotation
+// republishes: resolve the SecretProviderClass, mount a tmpfs, call the
+// provider, write the files atomically, and hand the outcome to the pod
+// status writer, the Secret syncer and the metrics.
+package publish
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/driver/internal/metrics"
+	"github.com/sscsi/secrets-store/driver/internal/rotation"
+	"github.com/sscsi/secrets-store/driver/internal/spc"
+	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
+	"github.com/sscsi/secrets-store/internal/atomicfs"
+)
+
+// Volume context keys.
+const (
+	AttrSPC            = "secretProviderClass"
+	AttrPodName        = "csi.storage.k8s.io/pod.name"
+	AttrPodNamespace   = "csi.storage.k8s.io/pod.namespace"
+	AttrPodUID         = "csi.storage.k8s.io/pod.uid"
+	AttrServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
+	AttrTokens         = "csi.storage.k8s.io/serviceAccount.tokens"
+)
+
+// Errors of the pipeline (besides spc's and pluginclient's). The CSI layer
+// maps them to gRPC codes.
+var (
+	// ErrInvalidRequest: the volume context lacks something it needs.
+	ErrInvalidRequest = errors.New("invalid volume request")
+	// ErrBadResponse: the provider's response is unusable (bad paths,
+	// modes, sizes, no object versions, or an error code).
+	ErrBadResponse = errors.New("invalid provider response")
+	// ErrMount: the tmpfs could not be mounted or the files written.
+	ErrMount = errors.New("mount failed")
+)
+
+// Providers calls provider plugins.
+type Providers interface {
+	Mount(ctx context.Context, provider string, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error)
+}
+
+// Pod identifies the pod a volume belongs to.
+type Pod struct {
+	Namespace, Name, UID, ServiceAccount string
+}
+
+// Outcome is what a successful fetch produced, for the status writer and
+// the Secret syncer.
+type Outcome struct {
+	Pod           Pod
+	SPC           *spc.Spec
+	TargetPath    string
+	Versions      []ssv1.SecretProviderClassObject // sorted by ID
+	Changed       bool                             // files changed on disk
+	Rotation      bool                             // a republish, not a first mount
+	SecretObjects []ssv1.SecretObject
+}
+
+// StatusRecorder records SecretProviderClassPodStatus; it must not block.
+type StatusRecorder interface {
+	Record(o Outcome)
+	Forget(targetPath string)
+}
+
+// SecretSyncer mirrors secretObjects into Kubernetes Secrets; it must not
+// block the publish for long and reports its own failures as events.
+type SecretSyncer interface {
+	Sync(ctx context.Context, o Outcome)
+}
+
+// Events emits pod events.
+type Events interface {
+	Event(pod Pod, warning bool, reason, message string)
+}
+
+// Config wires a Publisher.
+type Config struct {
+	Mounter   tmpfs.Mounter
+	SPCs      spc.Getter
+	Providers Providers
+	Rotation  rotation.Policy
+	// TmpfsSize caps each volume's tmpfs (bytes; 0 = kernel default).
+	TmpfsSize int64
+	Limits    atomicfs.Limits
+	Status    StatusRecorder // optional
+	Secrets   SecretSyncer   // optional
+	Events    Events         // optional
+	Metrics   *metrics.Recorder
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Publisher runs the pipeline. Callers serialise calls per target path.
+type Publisher struct {
+	cfg Config
+
+	mu   sync.Mutex         // guards vols
+	vols map[string]*volume // by target path
+}
+
+// volume is what the driver remembers about a mounted volume.
+type volume struct {
+	lastFetch time.Time
+	versions  []*v1alpha1.ObjectVersion
+	provider  string
+}
+
+// New validates cfg.
+func New(cfg Config) (*Publisher, error) {
+	if cfg.Mounter == nil || cfg.SPCs == nil || cfg.Providers == nil || cfg.Metrics == nil {
+		return nil, errors.New("publish: Mounter, SPCs, Providers and Metrics are required")
+	}
+	if err := cfg.Rotation.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Publisher{cfg: cfg, vols: map[string]*volume{}}, nil
+}
+
+// Request is a validated NodePublishVolume.
+type Request struct {
+	VolumeID      string
+	TargetPath    string
+	VolumeContext map[string]string
+	Secrets       map[string]string
+}
+
+func (p *Publisher) state(target string) *volume {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.vols[target]
+}
+
+func (p *Publisher) setState(target string, v *volume) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v == nil {
+		delete(p.vols, target)
+		return
+	}
+	p.vols[target] = v
+}
+
+// Volumes returns how many volumes are remembered (metrics, tests).
+func (p *Publisher) Volumes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.vols)
+}
+
+// Publish mounts or republishes a volume.
+func (p *Publisher) Publish(ctx context.Context, req Request) error {
+	podNS, spcName := req.VolumeContext[AttrPodNamespace], req.VolumeContext[AttrSPC]
+	if spcName == "" {
+		return fmt.Errorf("%w: volumeAttributes.secretProviderClass is missing: name the SecretProviderClass in the pod's volume", ErrInvalidRequest)
+	}
+	if podNS == "" {
+		return fmt.Errorf("%w: volume context has no %s: the CSIDriver object must set podInfoOnMount: true", ErrInvalidRequest, AttrPodNamespace)
+	}
+	mounted, err := p.cfg.Mounter.IsMountPoint(req.TargetPath)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMount, err)
+	}
+	if mounted {
+		st := p.state(req.TargetPath)
+		var last time.Time
+		if st != nil {
+			last = st.lastFetch
+		}
+		if !p.cfg.Rotation.Due(last, p.cfg.Now()) {
+			return nil
+		}
+		p.rotate(ctx, req, st)
+		return nil
+	}
+	return p.first(ctx, req)
+}
+
+func podOf(vc map[string]string) Pod {
+	return Pod{Namespace: vc[AttrPodNamespace], Name: vc[AttrPodName], UID: vc[AttrPodUID], ServiceAccount: vc[AttrServiceAccount]}
+}
+
+// first is a first mount: on any failure the tmpfs is removed again so that
+// kubelet's retry starts clean.
+func (p *Publisher) first(ctx context.Context, req Request) (err error) {
+	start := p.cfg.Now()
+	pod := podOf(req.VolumeContext)
+	provider := ""
+	defer func() {
+		if err != nil {
+			p.cfg.Metrics.Publish(provider, errorType(err), 0, true)
+		}
+	}()
+	s, err := spc.Resolve(ctx, p.cfg.SPCs, pod.Namespace, req.VolumeContext[AttrSPC])
+	if err != nil {
+		return err
+	}
+	provider = s.Provider
+	mreq, err := buildMountRequest(s, req, nil)
+	if err != nil {
+		return err
+	}
+	if err := p.cfg.Mounter.Mount(req.TargetPath, p.cfg.TmpfsSize); err != nil {
+		return fmt.Errorf("%w: %v", ErrMount, err)
+	}
+	defer func() {
+		if err != nil {
+			if uerr := p.cfg.Mounter.Unmount(req.TargetPath); uerr != nil {
+				klog.ErrorS(uerr, "cleanup after failed mount", "target", req.TargetPath)
+			}
+		}
+	}()
+	versions, changed, err := p.fetch(ctx, s, mreq)
+	if err != nil {
+		return err
+	}
+	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider})
+	p.cfg.Metrics.Publish(s.Provider, "", p.cfg.Now().Sub(start), true)
+	klog.V(2).InfoS("volume mounted", "pod", klog.KRef(pod.Namespace, pod.Name), "spc", s.Name, "provider", s.Provider, "objects", len(versions), "duration", p.cfg.Now().Sub(start))
+	p.after(ctx, Outcome{Pod: pod, SPC: s, TargetPath: req.TargetPath, Versions: toStatus(versions), Changed: changed, SecretObjects: s.SecretObjects})
+	return nil
+}
+
+// rotate re-fetches a mounted volume. A failure keeps the last good files,
+// is counted and reported on the pod, and is not returned: older kubelets
+// tear a volume down when a republish fails.
+func (p *Publisher) rotate(ctx context.Context, req Request, st *volume) {
+	start := p.cfg.Now()
+	pod := podOf(req.VolumeContext)
+	provider := ""
+	if st != nil {
+		provider = st.provider
+	}
+	fail := func(err error) {
+		p.cfg.Metrics.Rotation(provider, errorType(err), false, p.cfg.Now().Sub(start))
+		klog.ErrorS(err, "rotation failed; keeping the mounted files", "pod", klog.KRef(pod.Namespace, pod.Name), "target", req.TargetPath)
+		if p.cfg.Events != nil {
+			p.cfg.Events.Event(pod, true, "SecretRotationFailed", "failed to rotate secrets, keeping the mounted files: "+err.Error())
+		}
+	}
+	s, err := spc.Resolve(ctx, p.cfg.SPCs, pod.Namespace, req.VolumeContext[AttrSPC])
+	if err != nil {
+		fail(err)
+		return
+	}
+	provider = s.Provider
+	var current []*v1alpha1.ObjectVersion
+	if st != nil {
+		current = st.versions
+	}
+	mreq, err := buildMountRequest(s, req, current)
+	if err != nil {
+		fail(err)
+		return
+	}
+	versions, changed, err := p.fetch(ctx, s, mreq)
+	if err != nil {
+		fail(err)
+		return
+	}
+	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider})
+	p.cfg.Metrics.Rotation(s.Provider, "", changed, p.cfg.Now().Sub(start))
+	if changed {
+		klog.InfoS("secrets rotated", "pod", klog.KRef(pod.Namespace, pod.Name), "spc", s.Name, "provider", s.Provider)
+		if p.cfg.Events != nil {
+			p.cfg.Events.Event(pod, false, "SecretRotationComplete", fmt.Sprintf("successfully rotated mounted contents for SecretProviderClass %s", s.Name))
+		}
+	}
+	p.after(ctx, Outcome{Pod: pod, SPC: s, TargetPath: req.TargetPath, Versions: toStatus(versions), Changed: changed, Rotation: true, SecretObjects: s.SecretObjects})
+}
+
+func (p *Publisher) after(ctx context.Context, o Outcome) {
+	if p.cfg.Status != nil {
+		p.cfg.Status.Record(o)
+	}
+	if p.cfg.Secrets != nil && len(o.SecretObjects) > 0 && (o.Changed || !o.Rotation) {
+		p.cfg.Secrets.Sync(ctx, o)
+	}
+}
+
+// fetch calls the provider and writes what it returns.
+func (p *Publisher) fetch(ctx context.Context, s *spc.Spec, mreq *v1alpha1.MountRequest) ([]*v1alpha1.ObjectVersion, bool, error) {
+	callStart := time.Now()
+	resp, err := p.cfg.Providers.Mount(ctx, s.Provider, mreq)
+	p.cfg.Metrics.ProviderCall(s.Provider, status.Code(err).String(), time.Since(callStart))
+	if err != nil {
+		return nil, false, fmt.Errorf("provider %q failed for SecretProviderClass %s/%s: %w", s.Provider, s.Namespace, s.Name, err)
+	}
+	if c := resp.GetError().GetCode(); c != "" {
+		return nil, false, fmt.Errorf("%w: provider %q returned error code %q for SecretProviderClass %s/%s", ErrBadResponse, s.Provider, c, s.Namespace, s.Name)
+	}
+	versions := resp.GetObjectVersion()
+	if len(versions) == 0 {
+		return nil, false, fmt.Errorf("%w: provider %q returned no object versions for SecretProviderClass %s/%s", ErrBadResponse, s.Provider, s.Namespace, s.Name)
+	}
+	for i, v := range versions {
+		if v.GetId() == "" {
+			return nil, false, fmt.Errorf("%w: provider %q: object_version[%d] has an empty id", ErrBadResponse, s.Provider, i)
+		}
+	}
+	if len(resp.GetFiles()) == 0 {
+		// Legacy provider: it wrote into the target path itself.
+		return versions, true, nil
+	}
+	files := make([]atomicfs.File, len(resp.GetFiles()))
+	for i, f := range resp.GetFiles() {
+		if f.GetMode() < 0 {
+			return nil, false, fmt.Errorf("%w: provider %q: file %q has negative mode %d", ErrBadResponse, s.Provider, f.GetPath(), f.GetMode())
+		}
+		files[i] = atomicfs.File{Path: f.GetPath(), Mode: os.FileMode(f.GetMode()), Contents: f.GetContents()}
+	}
+	if err := atomicfs.Validate(files, p.cfg.Limits); err != nil {
+		return nil, false, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: %v", ErrBadResponse, s.Provider, s.Namespace, s.Name, err)
+	}
+	changed, err := atomicfs.Write(mreq.TargetPath, files, p.cfg.Limits)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: write files: %v", ErrMount, err)
+	}
+	return versions, changed, nil
+}
+
+// Unpublish removes a volume: contents, mount and directory. Unknown or
+// unmounted paths are success.
+func (p *Publisher) Unpublish(_ context.Context, target string) error {
+	mounted, err := p.cfg.Mounter.IsMountPoint(target)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMount, err)
+	}
+	if mounted {
+		if err := p.cfg.Mounter.Unmount(target); err != nil {
+			return fmt.Errorf("%w: %v", ErrMount, err)
+		}
+	}
+	if err := os.RemoveAll(target); err != nil {
+		return fmt.Errorf("%w: remove target directory: %v", ErrMount, err)
+	}
+	p.setState(target, nil)
+	if p.cfg.Status != nil {
+		p.cfg.Status.Forget(target)
+	}
+	return nil
+}
+
+// buildMountRequest fills the provider request exactly as the upstream
+// driver does: parameters overlaid by every volume attribute, tokens taken
+// from the CSI secrets first, secrets JSON ("null" when empty), permission
+// "420".
+func buildMountRequest(s *spc.Spec, req Request, current []*v1alpha1.ObjectVersion) (*v1alpha1.MountRequest, error) {
+	attrs := make(map[string]string, len(s.Parameters)+len(req.VolumeContext)+1)
+	for k, v := range s.Parameters {
+		attrs[k] = v
+	}
+	for k, v := range req.VolumeContext {
+		attrs[k] = v
+	}
+	secrets := make(map[string]string, len(req.Secrets))
+	for k, v := range req.Secrets {
+		if k == AttrTokens {
+			attrs[AttrTokens] = v
+			continue
+		}
+		secrets[k] = v
+	}
+	a, err := json.Marshal(attrs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode attributes: %v", ErrInvalidRequest, err)
+	}
+	sec := []byte("null")
+	if len(secrets) > 0 {
+		if sec, err = json.Marshal(secrets); err != nil {
+			return nil, fmt.Errorf("%w: encode secrets: %v", ErrInvalidRequest, err)
+		}
+	}
+	return &v1alpha1.MountRequest{
+		Attributes:           string(a),
+		Secrets:              string(sec),
+		TargetPath:           req.TargetPath,
+		Permission:           strconv.Itoa(0o644),
+		CurrentObjectVersion: current,
+	}, nil
+}
+
+func toStatus(vs []*v1alpha1.ObjectVersion) []ssv1.SecretProviderClassObject {
+	out := make([]ssv1.SecretProviderClassObject, len(vs))
+	for i, v := range vs {
+		out[i] = ssv1.SecretProviderClassObject{ID: v.GetId(), Version: v.GetVersion()}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
