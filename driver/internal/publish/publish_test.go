@@ -1,0 +1,589 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/driver/internal/metrics"
+	"github.com/sscsi/secrets-store/driver/internal/pluginclient"
+	"github.com/sscsi/secrets-store/driver/internal/rotation"
+	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
+	"github.com/sscsi/secrets-store/providers/fake"
+	"github.com/sscsi/secrets-store/providers/plugin"
+)
+
+// spcs is an in-memory spc.Getter (a unit-test fake; the real API server is
+// exercised by the integration and e2e suites).
+type spcs map[string]*ssv1.SecretProviderClass
+
+func (s spcs) Get(_ context.Context, ns, name string) (*ssv1.SecretProviderClass, error) {
+	if o, ok := s[ns+"/"+name]; ok {
+		return o, nil
+	}
+	return nil, apierrors.NewNotFound(ssv1.Resource("secretproviderclasses"), name)
+}
+
+func newSPC(ns, name, provider string, params map[string]string) *ssv1.SecretProviderClass {
+	return &ssv1.SecretProviderClass{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       ssv1.SecretProviderClassSpec{Provider: ssv1.Provider(provider), Parameters: params},
+	}
+}
+
+// scripted is a raw provider whose answers the test controls, to send what
+// our own plugin scaffolding would refuse to send.
+type scripted struct {
+	v1alpha1.UnimplementedCSIDriverProviderServer
+	mu   sync.Mutex
+	resp *v1alpha1.MountResponse
+	err  error
+	reqs []*v1alpha1.MountRequest
+	hook func()
+}
+
+func (s *scripted) Mount(_ context.Context, r *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	s.mu.Lock()
+	s.reqs = append(s.reqs, r)
+	resp, err, hook := s.resp, s.err, s.hook
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	if resp != nil && len(resp.Files) == 0 && r.TargetPath != "" && err == nil {
+		// Legacy behaviour: write into the target path.
+		_ = os.WriteFile(filepath.Join(r.TargetPath, "legacy.txt"), []byte("from-provider"), 0o644)
+	}
+	return resp, err
+}
+
+func (s *scripted) set(resp *v1alpha1.MountResponse, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resp, s.err = resp, err
+}
+
+func (s *scripted) last() *v1alpha1.MountRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reqs) == 0 {
+		return nil
+	}
+	return s.reqs[len(s.reqs)-1]
+}
+
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (e *eventLog) Event(pod Pod, warning bool, reason, msg string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.events = append(e.events, reason+": "+msg)
+}
+
+func (e *eventLog) all() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return strings.Join(e.events, "\n")
+}
+
+type statusLog struct {
+	mu  sync.Mutex
+	got []Outcome
+}
+
+func (s *statusLog) Record(o Outcome) { s.mu.Lock(); s.got = append(s.got, o); s.mu.Unlock() }
+func (s *statusLog) Forget(string)    {}
+
+type harness struct {
+	t        *testing.T
+	pub      *Publisher
+	fake     *fake.Backend
+	scripted *scripted
+	scrSrv   *grpc.Server
+	dir      string
+	now      time.Time
+	nowMu    sync.Mutex
+	events   *eventLog
+	status   *statusLog
+	metrics  *metrics.Recorder
+	spcs     spcs
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("these tests mount real tmpfs filesystems and must run as root")
+	}
+}
+
+func newHarness(t *testing.T, rot rotation.Policy) *harness {
+	t.Helper()
+	requireRoot(t)
+	h := &harness{t: t, dir: t.TempDir(), now: time.Unix(1_700_000_000, 0), events: &eventLog{}, status: &statusLog{}, metrics: metrics.New()}
+	sockDir := filepath.Join(h.dir, "providers")
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+
+	h.fake = fake.New()
+	fsrv, err := plugin.New(plugin.Config{Name: "fake", Backend: h.fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- fsrv.Serve(ctx, filepath.Join(sockDir, "fake.sock")) }()
+	t.Cleanup(func() { cancel(); <-served })
+
+	h.scripted = &scripted{}
+	h.scrSrv = grpc.NewServer()
+	v1alpha1.RegisterCSIDriverProviderServer(h.scrSrv, h.scripted)
+	if err := os.MkdirAll(sockDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("unix", filepath.Join(sockDir, "scripted.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = h.scrSrv.Serve(lis) }()
+	t.Cleanup(h.scrSrv.Stop)
+
+	waitFor(t, func() bool { _, err := os.Stat(filepath.Join(sockDir, "fake.sock")); return err == nil })
+	client, err := pluginclient.New(pluginclient.Config{Dirs: []string{filepath.Join(h.dir, "nothing-here"), sockDir}, ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	h.spcs = spcs{
+		"ns/fake":     newSPC("ns", "fake", "fake", map[string]string{"objects": "- objectName: user\n  value: alice\n- objectName: pass\n  value: s3cr3t-value\n  filePermission: \"0600\"\n"}),
+		"ns/scripted": newSPC("ns", "scripted", "scripted", map[string]string{"p": "from-spc", "override": "spc"}),
+		"ns/missing":  newSPC("ns", "missing", "nosuchprovider", nil),
+	}
+	h.pub, err = New(Config{
+		Mounter: tmpfs.NewOS(), SPCs: h.spcs, Providers: client, Rotation: rot,
+		TmpfsSize: 1 << 20, Status: h.status, Events: h.events, Metrics: h.metrics,
+		Now: func() time.Time { h.nowMu.Lock(); defer h.nowMu.Unlock(); return h.now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) advance(d time.Duration) { h.nowMu.Lock(); h.now = h.now.Add(d); h.nowMu.Unlock() }
+
+func (h *harness) target(name string) string {
+	p := filepath.Join(h.dir, "pods", name, "mount")
+	h.t.Cleanup(func() { _ = h.pub.Unpublish(context.Background(), p) })
+	return p
+}
+
+func (h *harness) req(target, spcName string) Request {
+	return Request{VolumeID: "vol-" + filepath.Base(filepath.Dir(target)), TargetPath: target, VolumeContext: map[string]string{
+		AttrSPC: spcName, AttrPodNamespace: "ns", AttrPodName: "pod", AttrPodUID: "uid-1", AttrServiceAccount: "default",
+		"csi.storage.k8s.io/ephemeral": "true", "override": "volume",
+	}}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func isTmpfs(t *testing.T, p string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[1] == p && f[2] == "tmpfs" {
+			return strings.Contains(f[3], "nosuid") && strings.Contains(f[3], "nodev") && strings.Contains(f[3], "noexec")
+		}
+	}
+	return false
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestFirstMountWritesFilesOnTmpfs(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	tgt := h.target("a")
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+		t.Fatal(err)
+	}
+	if !isTmpfs(t, tgt) {
+		t.Fatal("target is not a nosuid,nodev,noexec tmpfs mount")
+	}
+	if got := readFile(t, filepath.Join(tgt, "user")); got != "alice" {
+		t.Errorf("user = %q", got)
+	}
+	fi, err := os.Stat(filepath.Join(tgt, "pass"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("pass mode = %v, %v; want 0600", fi.Mode(), err)
+	}
+	if len(h.status.got) != 1 || len(h.status.got[0].Versions) != 2 || h.status.got[0].Versions[0].ID != "pass" {
+		t.Errorf("status outcome = %+v", h.status.got)
+	}
+	if v := h.metric("node_publish_total"); v != 1 {
+		t.Errorf("node_publish_total = %v", v)
+	}
+}
+
+// metric sums every series of a counter family.
+func (h *harness) metric(name string) float64 {
+	h.t.Helper()
+	mfs, err := h.metrics.Registry().Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func TestRepublishWithoutRotationDoesNotCallProvider(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	tgt := h.target("a")
+	for i := 0; i < 3; i++ {
+		if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+			t.Fatal(err)
+		}
+		h.advance(time.Hour)
+	}
+	if c := h.fake.Calls(); c != 1 {
+		t.Fatalf("provider called %d times, want 1", c)
+	}
+}
+
+func TestRotation(t *testing.T) {
+	h := newHarness(t, rotation.Policy{Enabled: true, Interval: time.Minute})
+	tgt := h.target("a")
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+		t.Fatal(err)
+	}
+	link := func() string { l, _ := os.Readlink(filepath.Join(tgt, "..data")); return l }
+	first := link()
+
+	// Not due yet: no provider call.
+	h.advance(30 * time.Second)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+		t.Fatal(err)
+	}
+	if c := h.fake.Calls(); c != 1 {
+		t.Fatalf("calls before interval = %d, want 1", c)
+	}
+
+	// Due, nothing changed: fetched, files not rewritten.
+	h.advance(31 * time.Second)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+		t.Fatal(err)
+	}
+	if c := h.fake.Calls(); c != 2 {
+		t.Fatalf("calls after interval = %d, want 2", c)
+	}
+	if link() != first {
+		t.Fatal("unchanged content was rewritten")
+	}
+
+	// Due, changed: new content visible, event emitted.
+	h.fake.Set("user", []byte("bob"))
+	h.advance(time.Minute)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(tgt, "user")); got != "bob" {
+		t.Fatalf("user after rotation = %q", got)
+	}
+	if !strings.Contains(h.events.all(), "SecretRotationComplete") {
+		t.Errorf("events = %q", h.events.all())
+	}
+	if v := h.metric("rotation_reconcile_total"); v != 2 {
+		t.Errorf("rotation_reconcile_total = %v, want 2", v)
+	}
+}
+
+func TestRotationSendsCurrentVersionsAndFailureKeepsFiles(t *testing.T) {
+	h := newHarness(t, rotation.Policy{Enabled: true, Interval: time.Minute})
+	tgt := h.target("a")
+	h.scripted.set(&v1alpha1.MountResponse{
+		ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "o", Version: "v1"}},
+		Files:         []*v1alpha1.File{{Path: "o", Mode: 0o644, Contents: []byte("one")}},
+	}, nil)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	if cv := h.scripted.last().GetCurrentObjectVersion(); len(cv) != 0 {
+		t.Errorf("first mount sent versions %v", cv)
+	}
+	h.scripted.set(nil, status.Error(codes.Unavailable, "backend down"))
+	h.advance(2 * time.Minute)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatalf("failed rotation must not fail the republish: %v", err)
+	}
+	cv := h.scripted.last().GetCurrentObjectVersion()
+	if len(cv) != 1 || cv[0].GetId() != "o" || cv[0].GetVersion() != "v1" {
+		t.Errorf("rotation sent current versions %v, want o=v1", cv)
+	}
+	if got := readFile(t, filepath.Join(tgt, "o")); got != "one" {
+		t.Fatalf("files after failed rotation = %q, want the old ones", got)
+	}
+	if !strings.Contains(h.events.all(), "SecretRotationFailed") {
+		t.Errorf("no SecretRotationFailed event: %q", h.events.all())
+	}
+	if v := h.metric("rotation_reconcile_error_total"); v != 1 {
+		t.Errorf("rotation_reconcile_error_total = %v", v)
+	}
+	// The failure did not move the clock of the last fetch: next republish retries.
+	h.scripted.set(&v1alpha1.MountResponse{
+		ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "o", Version: "v2"}},
+		Files:         []*v1alpha1.File{{Path: "o", Mode: 0o644, Contents: []byte("two")}},
+	}, nil)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(tgt, "o")); got != "two" {
+		t.Fatalf("retry after failure: %q", got)
+	}
+}
+
+func TestAttributesAndSecretsSentToProvider(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	tgt := h.target("a")
+	h.scripted.set(&v1alpha1.MountResponse{ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "o", Version: "1"}}, Files: []*v1alpha1.File{{Path: "o", Mode: 0o644}}}, nil)
+	r := h.req(tgt, "scripted")
+	r.VolumeContext[AttrTokens] = `{"aud":{"token":"from-context"}}`
+	r.Secrets = map[string]string{AttrTokens: `{"aud":{"token":"from-secrets"}}`, "user": "u"}
+	if err := h.pub.Publish(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := plugin.DecodeRequest(h.scripted.last())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Attributes["p"] != "from-spc" || got.Attributes["override"] != "volume" || got.Attributes[AttrPodName] != "pod" {
+		t.Errorf("attributes = %v", got.Attributes)
+	}
+	if tok, _ := got.Token("aud"); tok.Token != "from-secrets" {
+		t.Errorf("token = %q, want the one from the CSI secrets", tok.Token)
+	}
+	if got.Secrets["user"] != "u" || len(got.Secrets) != 1 {
+		t.Errorf("secrets = %v", got.Secrets)
+	}
+	if p := h.scripted.last().GetPermission(); p != "420" {
+		t.Errorf("permission = %q", p)
+	}
+	// Empty secrets are the literal null.
+	tgt2 := h.target("b")
+	if err := h.pub.Publish(t.Context(), h.req(tgt2, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.scripted.last().GetSecrets(); s != "null" {
+		t.Errorf("empty secrets sent as %q, want null", s)
+	}
+}
+
+func TestMissingProviderFailsFast(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	tgt := h.target("a")
+	start := time.Now()
+	err := h.pub.Publish(t.Context(), h.req(tgt, "missing"))
+	if Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "nosuchprovider") || !strings.Contains(err.Error(), "nothing-here") {
+		t.Fatalf("err = %v (code %v); want Unavailable naming the provider and the directories", err, Code(err))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+	if isTmpfs(t, tgt) {
+		t.Error("failed first mount left the tmpfs mounted")
+	}
+}
+
+func TestDeadSocketFailsFast(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	// A socket file with no listener behind it.
+	p := filepath.Join(h.dir, "providers", "dead.sock")
+	lis, err := net.Listen("unix", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	lis.Close()
+	h.spcs["ns/dead"] = newSPC("ns", "dead", "dead", nil)
+	start := time.Now()
+	err = h.pub.Publish(t.Context(), h.req(h.target("a"), "dead"))
+	if Code(err) != codes.Unavailable {
+		t.Fatalf("err = %v, want Unavailable", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("dead provider took %v to fail", d)
+	}
+}
+
+func TestHostileResponsesRejected(t *testing.T) {
+	ver := []*v1alpha1.ObjectVersion{{Id: "o", Version: "1"}}
+	cases := map[string]*v1alpha1.MountResponse{
+		"dotdot":     {ObjectVersion: ver, Files: []*v1alpha1.File{{Path: "../x", Mode: 0o644}}},
+		"absolute":   {ObjectVersion: ver, Files: []*v1alpha1.File{{Path: "/etc/passwd", Mode: 0o644}}},
+		"empty":      {ObjectVersion: ver, Files: []*v1alpha1.File{{Path: "", Mode: 0o644}}},
+		"long":       {ObjectVersion: ver, Files: []*v1alpha1.File{{Path: strings.Repeat("x", 300), Mode: 0o644}}},
+		"duplicate":  {ObjectVersion: ver, Files: []*v1alpha1.File{{Path: "a", Mode: 0o644}, {Path: "a", Mode: 0o644}}},
+		"setuid":     {ObjectVersion: ver, Files: []*v1alpha1.File{{Path: "a", Mode: 0o4755}}},
+		"negative":   {ObjectVersion: ver, Files: []*v1alpha1.File{{Path: "a", Mode: -1}}},
+		"noversions": {Files: []*v1alpha1.File{{Path: "a", Mode: 0o644}}},
+		"errorcode":  {ObjectVersion: ver, Error: &v1alpha1.Error{Code: "Boom"}},
+	}
+	h := newHarness(t, rotation.Policy{Enabled: true, Interval: time.Minute})
+	for name, resp := range cases {
+		t.Run(name, func(t *testing.T) {
+			tgt := h.target(name)
+			h.scripted.set(resp, nil)
+			err := h.pub.Publish(t.Context(), h.req(tgt, "scripted"))
+			if Code(err) != codes.InvalidArgument {
+				t.Fatalf("err = %v (code %v), want InvalidArgument", err, Code(err))
+			}
+			if isTmpfs(t, tgt) {
+				t.Error("rejected first mount left the tmpfs mounted")
+			}
+			if _, err := os.Stat("/etc/passwd.sscsi"); err == nil {
+				t.Error("wrote outside the target")
+			}
+		})
+	}
+	// On rotation, a hostile answer keeps the previous payload.
+	tgt := h.target("rot")
+	h.scripted.set(&v1alpha1.MountResponse{ObjectVersion: ver, Files: []*v1alpha1.File{{Path: "good", Mode: 0o644, Contents: []byte("g")}}}, nil)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	h.scripted.set(cases["dotdot"], nil)
+	h.advance(time.Hour)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(tgt, "good")); got != "g" {
+		t.Fatalf("payload after hostile rotation = %q", got)
+	}
+}
+
+func TestProviderCrashMidCall(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	tgt := h.target("a")
+	h.scripted.mu.Lock()
+	h.scripted.hook = func() { go h.scrSrv.Stop(); time.Sleep(200 * time.Millisecond) }
+	h.scripted.mu.Unlock()
+	h.scripted.set(&v1alpha1.MountResponse{ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "o", Version: "1"}}, Files: []*v1alpha1.File{{Path: "o", Mode: 0o644}}}, nil)
+	err := h.pub.Publish(t.Context(), h.req(tgt, "scripted"))
+	if c := Code(err); c != codes.Unavailable && c != codes.Canceled {
+		t.Fatalf("err = %v (code %v), want Unavailable", err, c)
+	}
+	if isTmpfs(t, tgt) {
+		t.Error("tmpfs left mounted")
+	}
+}
+
+func TestLegacyProviderWritesItself(t *testing.T) {
+	h := newHarness(t, rotation.Policy{Enabled: true, Interval: time.Minute})
+	tgt := h.target("a")
+	h.scripted.set(&v1alpha1.MountResponse{ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "o", Version: "1"}}}, nil)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(tgt, "legacy.txt")); got != "from-provider" {
+		t.Fatalf("legacy file = %q", got)
+	}
+	// A later driver-written payload removes what the legacy provider left.
+	h.scripted.set(&v1alpha1.MountResponse{ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "o", Version: "2"}}, Files: []*v1alpha1.File{{Path: "o", Mode: 0o644, Contents: []byte("x")}}}, nil)
+	h.advance(time.Hour)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(tgt, "legacy.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("legacy file still there: %v", err)
+	}
+}
+
+func TestSPCErrors(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	h.spcs["ns/noprov"] = newSPC("ns", "noprov", "", nil)
+	h.spcs["ns/badprov"] = newSPC("ns", "badprov", "../../etc", nil)
+	for name, want := range map[string]codes.Code{"nope": codes.NotFound, "noprov": codes.FailedPrecondition, "badprov": codes.FailedPrecondition} {
+		err := h.pub.Publish(t.Context(), h.req(h.target(name), name))
+		if Code(err) != want || !strings.Contains(err.Error(), "ns/"+name) {
+			t.Errorf("%s: err = %v (code %v), want %v naming ns/%s", name, err, Code(err), want, name)
+		}
+	}
+	r := h.req(h.target("x"), "fake")
+	delete(r.VolumeContext, AttrSPC)
+	if err := h.pub.Publish(t.Context(), r); Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "secretProviderClass") {
+		t.Errorf("missing attribute: %v", err)
+	}
+}
+
+func TestUnpublish(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	if err := h.pub.Unpublish(t.Context(), filepath.Join(h.dir, "never-existed")); err != nil {
+		t.Errorf("unknown path: %v", err)
+	}
+	plain := filepath.Join(h.dir, "plain")
+	if err := os.MkdirAll(plain, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.pub.Unpublish(t.Context(), plain); err != nil {
+		t.Errorf("unmounted dir: %v", err)
+	}
+	tgt := h.target("a")
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := h.pub.Unpublish(t.Context(), tgt); err != nil {
+			t.Fatalf("unpublish #%d: %v", i, err)
+		}
+	}
+	if isTmpfs(t, tgt) {
+		t.Error("still mounted")
+	}
+	if _, err := os.Stat(tgt); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("target dir still exists: %v", err)
+	}
+	if h.pub.Volumes() != 0 {
+		t.Errorf("volume state not forgotten")
+	}
+}

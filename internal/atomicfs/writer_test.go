@@ -1,0 +1,261 @@
+package atomicfs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+func files(kv ...string) []File {
+	var out []File
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, File{Path: kv[i], Mode: 0o644, Contents: []byte(kv[i+1])})
+	}
+	return out
+}
+
+func readVisible(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if strings.HasPrefix(rel, "..") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			// Follow top-level links like a reader would.
+			fi, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			if fi.IsDir() {
+				return filepath.WalkDir(p+"/", func(q string, e os.DirEntry, err error) error {
+					if err != nil || e.IsDir() {
+						return err
+					}
+					r, _ := filepath.Rel(p, q)
+					b, err := os.ReadFile(q)
+					out[filepath.Join(rel, r)] = string(b)
+					return err
+				})
+			}
+			b, err := os.ReadFile(p)
+			out[rel] = string(b)
+			return err
+		}
+		if !d.IsDir() {
+			b, err := os.ReadFile(p)
+			out[rel] = string(b)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestWriteLayoutAndModes(t *testing.T) {
+	dir := t.TempDir()
+	in := []File{
+		{Path: "a", Mode: 0o600, Contents: []byte("A")},
+		{Path: "nested/deep/b", Mode: 0o640, Contents: []byte("B")},
+		{Path: "empty", Mode: 0o644},
+	}
+	changed, err := Write(dir, in, Limits{})
+	if err != nil || !changed {
+		t.Fatalf("Write = %v, %v; want changed", changed, err)
+	}
+	got := readVisible(t, dir)
+	want := map[string]string{"a": "A", "nested/deep/b": "B", "empty": ""}
+	if len(got) != len(want) {
+		t.Fatalf("visible files = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	for _, f := range in {
+		fi, err := os.Stat(filepath.Join(dir, f.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != f.Mode {
+			t.Errorf("%s mode = %#o, want %#o", f.Path, fi.Mode().Perm(), f.Mode)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "a")); err != nil || target != "..data/a" {
+		t.Errorf("a link = %q, %v; want ..data/a", target, err)
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "nested")); err != nil || target != "..data/nested" {
+		t.Errorf("nested link = %q, %v", target, err)
+	}
+}
+
+func TestWriteUnchangedIsNoop(t *testing.T) {
+	dir := t.TempDir()
+	in := files("a", "1", "b", "2")
+	if _, err := Write(dir, in, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Readlink(filepath.Join(dir, DataDir))
+	changed, err := Write(dir, files("b", "2", "a", "1"), Limits{})
+	if err != nil || changed {
+		t.Fatalf("second Write = %v, %v; want unchanged", changed, err)
+	}
+	after, _ := os.Readlink(filepath.Join(dir, DataDir))
+	if before != after {
+		t.Errorf("..data moved from %s to %s on identical payload", before, after)
+	}
+	// A mode change alone is a change.
+	in[0].Mode = 0o600
+	if changed, err := Write(dir, in, Limits{}); err != nil || !changed {
+		t.Fatalf("mode change: %v, %v; want changed", changed, err)
+	}
+}
+
+func TestWriteReplacesAndRemoves(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Write(dir, files("a", "1", "gone", "x", "d/e", "2"), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.Readlink(filepath.Join(dir, DataDir))
+	if _, err := Write(dir, files("a", "one", "d/f", "3"), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	got := readVisible(t, dir)
+	if len(got) != 2 || got["a"] != "one" || got["d/f"] != "3" {
+		t.Fatalf("after rewrite: %v", got)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "gone")); !os.IsNotExist(err) {
+		t.Errorf("stale top-level link 'gone' still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, old)); !os.IsNotExist(err) {
+		t.Errorf("old payload %s not removed: %v", old, err)
+	}
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	if len(names) != 4 { // ..2026..., ..data, a, d
+		t.Errorf("entries = %v", names)
+	}
+}
+
+func TestWriteRemovesLegacyEntries(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "legacy"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "legacydir/x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Write(dir, files("a", "1"), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	got := readVisible(t, dir)
+	if len(got) != 1 || got["a"] != "1" {
+		t.Fatalf("legacy entries not cleaned: %v", got)
+	}
+}
+
+func TestValidateRejectsHostilePayloads(t *testing.T) {
+	long := strings.Repeat("a", 256)
+	cases := map[string][]File{
+		"dotdot":        {{Path: "../x", Mode: 0o644}},
+		"inner dotdot":  {{Path: "a/../../x", Mode: 0o644}},
+		"absolute":      {{Path: "/etc/passwd", Mode: 0o644}},
+		"empty":         {{Path: "", Mode: 0o644}},
+		"dot":           {{Path: ".", Mode: 0o644}},
+		"unclean":       {{Path: "a//b", Mode: 0o644}},
+		"trailing":      {{Path: "a/", Mode: 0o644}},
+		"reserved":      {{Path: "..data", Mode: 0o644}},
+		"nul":           {{Path: "a\x00b", Mode: 0o644}},
+		"long comp":     {{Path: long, Mode: 0o644}},
+		"long path":     {{Path: strings.Repeat("ab/", 400) + "c", Mode: 0o644}},
+		"setuid":        {{Path: "a", Mode: 0o4755}},
+		"sticky":        {{Path: "a", Mode: os.ModeSticky | 0o644}},
+		"duplicate":     {{Path: "a", Mode: 0o644}, {Path: "a", Mode: 0o644}},
+		"file and dir":  {{Path: "a", Mode: 0o644}, {Path: "a/b", Mode: 0o644}},
+		"too many":      make([]File, 3),
+		"too large":     {{Path: "a", Mode: 0o644, Contents: make([]byte, 101)}},
+	}
+	for i := range cases["too many"] {
+		cases["too many"][i] = File{Path: string(rune('a' + i)), Mode: 0o644}
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := Write(dir, files("keep", "me"), Limits{}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Write(dir, in, Limits{MaxFiles: 2, MaxTotalBytes: 100})
+			if !errors.Is(err, ErrInvalidPayload) {
+				t.Fatalf("Write(%v) error = %v, want ErrInvalidPayload", in, err)
+			}
+			if got := readVisible(t, dir); len(got) != 1 || got["keep"] != "me" {
+				t.Fatalf("previous payload changed: %v", got)
+			}
+			if _, err := os.Stat("/etc/passwd.x"); err == nil {
+				t.Fatal("wrote outside")
+			}
+		})
+	}
+}
+
+func TestWriteRejectsForeignDataLink(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Symlink("/etc", filepath.Join(dir, DataDir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Write(dir, files("a", "1"), Limits{}); err == nil {
+		t.Fatal("Write followed a ..data link pointing outside the volume")
+	}
+}
+
+func TestRead(t *testing.T) {
+	dir := t.TempDir()
+	in := []File{{Path: "x/y", Mode: 0o600, Contents: []byte("v")}}
+	if _, err := Write(dir, in, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Read(dir)
+	if err != nil || len(got) != 1 || got[0].Path != "x/y" || got[0].Mode != 0o600 || string(got[0].Contents) != "v" {
+		t.Fatalf("Read = %+v, %v", got, err)
+	}
+}
+
+func FuzzValidatePath(f *testing.F) {
+	for _, s := range []string{"a", "a/b", "../a", "/a", "", "a/./b", "..data", "a/..b", "a\x00", ".hidden/x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidatePath(p) != nil {
+			return
+		}
+		// Anything accepted must stay inside a root when joined.
+		root := "/volume"
+		j := filepath.Join(root, p)
+		if !strings.HasPrefix(j, root+"/") {
+			t.Fatalf("accepted %q escapes: %s", p, j)
+		}
+		for _, c := range strings.Split(p, "/") {
+			if c == "" || c == "." || strings.HasPrefix(c, "..") {
+				t.Fatalf("accepted %q with component %q", p, c)
+			}
+		}
+	})
+}
