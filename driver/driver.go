@@ -32,6 +32,7 @@ import (
 	"github.com/sscsi/secrets-store/driver/internal/publish"
 	"github.com/sscsi/secrets-store/driver/internal/registration"
 	"github.com/sscsi/secrets-store/driver/internal/rotation"
+	"github.com/sscsi/secrets-store/driver/internal/secretsync"
 	"github.com/sscsi/secrets-store/driver/internal/spc"
 	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
@@ -178,6 +179,10 @@ func Run(ctx context.Context, c Config) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	ev := events.New(ctx, kc.Core, "secrets-store-csi-driver", c.NodeID)
+	secrets, err := secretsync.New(secretsync.Config{Client: kc.Core, CRD: kc.CRD, Events: ev, Metrics: m})
+	if err != nil {
+		return err
+	}
 	pub, err := publish.New(publish.Config{
 		Mounter:   tmpfs.NewOS(),
 		SPCs:      spc.RESTGetter{Client: kc.CRD},
@@ -186,6 +191,7 @@ func Run(ctx context.Context, c Config) error {
 		TmpfsSize: c.TmpfsSizeBytes,
 		Limits:    atomicfs.Limits{MaxFiles: c.MaxFiles, MaxTotalBytes: c.MaxPayloadBytes},
 		Status:    status,
+		Secrets:   secrets,
 		Events:    ev,
 		Metrics:   m,
 	})
@@ -202,6 +208,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 
 	g.Go(func() error { status.Run(ctx); return nil })
+	g.Go(func() error { secrets.Run(ctx); return nil })
 	g.Go(func() error { return serveCSI(ctx, sock, srv) })
 	if c.MetricsAddr != "" {
 		g.Go(func() error { return serveHTTP(ctx, c.MetricsAddr, metricsMux(m, ready)) })

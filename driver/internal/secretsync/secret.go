@@ -1,0 +1,200 @@
+package secretsync
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/internal/atomicfs"
+)
+
+// ManagedLabel marks every Secret the driver writes.
+const ManagedLabel = "secrets-store.csi.k8s.io/managed"
+
+// maxSecretBytes is the API server's limit on a Secret's data.
+const maxSecretBytes = corev1.MaxSecretSize
+
+// volumeFiles reads mounted files by their path relative to the volume
+// root, never outside it.
+type volumeFiles struct {
+	root *os.Root
+}
+
+// openVolume opens the current payload of a mounted volume: the ..data
+// directory when the driver wrote the files, else the volume root (a legacy
+// provider that wrote into the target path itself).
+func openVolume(target string) (*volumeFiles, error) {
+	dir := target
+	if fi, err := os.Lstat(filepath.Join(target, "..data")); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		dir = filepath.Join(target, "..data")
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open mounted volume: %w", err)
+	}
+	return &volumeFiles{root: r}, nil
+}
+
+func (v *volumeFiles) Close() error { return v.root.Close() }
+
+// read returns the file objectName; ErrObjectNotFound if it is absent.
+func (v *volumeFiles) read(objectName string) ([]byte, error) {
+	if err := atomicfs.ValidatePath(objectName); err != nil {
+		return nil, err
+	}
+	fi, err := v.root.Stat(objectName)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, ErrObjectNotFound
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%w: it is not a regular file", ErrObjectNotFound)
+	case fi.Size() > maxSecretBytes:
+		return nil, fmt.Errorf("the file has %d bytes; a Secret holds at most %d", fi.Size(), maxSecretBytes)
+	}
+	return v.root.ReadFile(objectName)
+}
+
+// entryRef names one secretObjects entry in errors and events.
+type entryRef struct {
+	spcNamespace, spcName string
+	index                 int
+	secretName            string
+}
+
+func (e entryRef) String() string {
+	return fmt.Sprintf("SecretProviderClass %s/%s secretObjects[%d] (secretName %q)", e.spcNamespace, e.spcName, e.index, e.secretName)
+}
+
+// desiredSecret builds the Secret an entry describes, without owners. Any
+// error wraps ErrInvalidSecretObject and names the entry and the field.
+func desiredSecret(ref entryRef, namespace string, so ssv1.SecretObject, files *volumeFiles) (*corev1.Secret, error) {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s: %s", ErrInvalidSecretObject, ref, field, fmt.Sprintf(format, args...))
+	}
+	if so.SecretName == "" {
+		return nil, bad("secretName", "is empty")
+	}
+	if errs := validation.IsDNS1123Subdomain(so.SecretName); len(errs) > 0 {
+		return nil, bad("secretName", "%s", strings.Join(errs, "; "))
+	}
+	typ := corev1.SecretType(strings.TrimSpace(so.Type))
+	if typ == "" {
+		typ = corev1.SecretTypeOpaque
+	}
+	if errs := validation.IsQualifiedName(string(typ)); len(errs) > 0 {
+		return nil, bad("type", "%q is not a valid Secret type: %s", typ, strings.Join(errs, "; "))
+	}
+	if typ == corev1.SecretTypeServiceAccountToken || typ == corev1.SecretTypeBootstrapToken {
+		return nil, bad("type", "%q Secrets are written by Kubernetes itself, not synced", typ)
+	}
+	if len(so.Data) == 0 {
+		return nil, bad("data", "is empty: list at least one {objectName, key}")
+	}
+	data := make(map[string][]byte, len(so.Data))
+	total := 0
+	for j, d := range so.Data {
+		if d.Key == "" {
+			return nil, bad(fmt.Sprintf("data[%d].key", j), "is empty")
+		}
+		if errs := validation.IsConfigMapKey(d.Key); len(errs) > 0 {
+			return nil, bad(fmt.Sprintf("data[%d].key", j), "%q: %s", d.Key, strings.Join(errs, "; "))
+		}
+		if _, dup := data[d.Key]; dup {
+			return nil, bad(fmt.Sprintf("data[%d].key", j), "%q appears twice", d.Key)
+		}
+		if d.ObjectName == "" {
+			return nil, bad(fmt.Sprintf("data[%d].objectName", j), "is empty")
+		}
+		b, err := files.read(d.ObjectName)
+		if errors.Is(err, ErrObjectNotFound) {
+			return nil, fmt.Errorf("%w: %s: data[%d].objectName %q: no such file in the mounted volume (objectName is the file's path relative to the volume root, e.g. its objectAlias)",
+				ErrObjectNotFound, ref, j, d.ObjectName)
+		}
+		if err != nil {
+			return nil, bad(fmt.Sprintf("data[%d].objectName", j), "%q: %v", d.ObjectName, err)
+		}
+		if typ == corev1.SecretTypeTLS && (d.Key == keyTLSCert || d.Key == keyTLSKey) {
+			if b, err = tlsPart(b, d.Key); err != nil {
+				return nil, bad(fmt.Sprintf("data[%d]", j), "objectName %q for key %s: %v", d.ObjectName, d.Key, err)
+			}
+		}
+		total += len(d.Key) + len(b)
+		data[d.Key] = b
+	}
+	if total > maxSecretBytes {
+		return nil, bad("data", "%d bytes in all; a Secret holds at most %d", total, maxSecretBytes)
+	}
+	if err := checkType(typ, data); err != nil {
+		return nil, bad("type", "%v", err)
+	}
+	labels := make(map[string]string, len(so.Labels)+1)
+	for k, v := range so.Labels {
+		labels[k] = v
+	}
+	labels[ManagedLabel] = "true"
+	var annotations map[string]string
+	if len(so.Annotations) > 0 {
+		annotations = make(map[string]string, len(so.Annotations))
+		for k, v := range so.Annotations {
+			annotations[k] = v
+		}
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: so.SecretName, Namespace: namespace, Labels: labels, Annotations: annotations},
+		Type:       typ,
+		Data:       data,
+	}, nil
+}
+
+// checkType applies the API server's rules for the well-known types up
+// front, so the pod event says which key is wrong.
+func checkType(typ corev1.SecretType, data map[string][]byte) error {
+	need := func(keys ...string) error {
+		for _, k := range keys {
+			if _, ok := data[k]; ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s needs a data entry with key %s", typ, strings.Join(keys, " or "))
+	}
+	switch typ {
+	case corev1.SecretTypeTLS:
+		if err := need(keyTLSCert); err != nil {
+			return err
+		}
+		if err := need(keyTLSKey); err != nil {
+			return err
+		}
+		return checkKeyPair(data[keyTLSCert], data[keyTLSKey])
+	case corev1.SecretTypeDockerConfigJson:
+		if err := need(corev1.DockerConfigJsonKey); err != nil {
+			return err
+		}
+		if !json.Valid(data[corev1.DockerConfigJsonKey]) {
+			return fmt.Errorf("%s is not valid JSON", corev1.DockerConfigJsonKey)
+		}
+	case corev1.SecretTypeDockercfg:
+		if err := need(corev1.DockerConfigKey); err != nil {
+			return err
+		}
+		if !json.Valid(data[corev1.DockerConfigKey]) {
+			return fmt.Errorf("%s is not valid JSON", corev1.DockerConfigKey)
+		}
+	case corev1.SecretTypeBasicAuth:
+		return need(corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey)
+	case corev1.SecretTypeSSHAuth:
+		return need(corev1.SSHAuthPrivateKey)
+	}
+	return nil
+}
