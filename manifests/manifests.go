@@ -17,3 +17,11 @@ var CRDs embed.FS
 //
 //go:embed csidriver.yaml
 var CSIDriver []byte
+
+// RBAC holds rbac/*.yaml: the driver's ServiceAccount (serviceaccount.yaml),
+// its base ClusterRole and binding (base.yaml) and the separate Secret sync
+// ClusterRole and binding (secret-sync.yaml), bound only when Secret sync is
+// enabled.
+//
+//go:embed rbac/*.yaml
+var RBAC embed.FS

@@ -62,7 +62,7 @@ var (
 const EventReason = "FailedToCreateSecret"
 
 // SecretSyncRole names the ClusterRole that grants Secret access, for messages.
-const SecretSyncRole = "secrets-store-csi-driver-secret-sync"
+const SecretSyncRole = "secretprovidersyncing-role"
 
 // Config configures a Syncer.
 type Config struct {

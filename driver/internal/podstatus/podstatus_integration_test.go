@@ -1,0 +1,229 @@
+//go:build integration
+
+package podstatus_test
+
+import (
+	"fmt"
+	"io/fs"
+	"reflect"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
+	"github.com/sscsi/secrets-store/driver/internal/podstatus"
+	"github.com/sscsi/secrets-store/driver/internal/publish"
+	"github.com/sscsi/secrets-store/driver/internal/spc"
+	"github.com/sscsi/secrets-store/manifests"
+	"github.com/sscsi/secrets-store/test/cluster/controlplane"
+)
+
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func installCRDs(t *testing.T, rc *rest.Config, crd rest.Interface) {
+	t.Helper()
+	c, err := apiextclient.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, _ := fs.Glob(manifests.CRDs, "crds/*.yaml")
+	for _, n := range names {
+		b, _ := manifests.CRDs.ReadFile(n)
+		obj := &apiextv1.CustomResourceDefinition{}
+		if err := yaml.Unmarshal(b, obj); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ApiextensionsV1().CustomResourceDefinitions().Create(t.Context(), obj, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 30*time.Second, func() error {
+		return crd.Get().Namespace("default").Resource("secretproviderclasspodstatuses").Do(t.Context()).Error()
+	})
+}
+
+type env struct {
+	cs  kubernetes.Interface
+	crd rest.Interface
+}
+
+func (e env) get(t *testing.T, ns, name string) (*ssv1.SecretProviderClassPodStatus, error) {
+	t.Helper()
+	out := &ssv1.SecretProviderClassPodStatus{}
+	err := e.crd.Get().Namespace(ns).Resource("secretproviderclasspodstatuses").Name(name).Do(t.Context()).Into(out)
+	return out, err
+}
+
+// writer starts a Writer that runs until the subtest ends.
+func (e env) writer(t *testing.T) *podstatus.Writer {
+	t.Helper()
+	w, err := podstatus.New(podstatus.Config{Client: e.crd, NodeName: "node-a", MaxBackoff: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(t.Context()) }()
+	t.Cleanup(func() { <-done })
+	return w
+}
+
+func outcome(pod *corev1.Pod, versions ...ssv1.SecretProviderClassObject) publish.Outcome {
+	return publish.Outcome{
+		Pod:        publish.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)},
+		SPC:        &spc.Spec{Namespace: pod.Namespace, Name: "app", Provider: "fake"},
+		TargetPath: "/var/lib/kubelet/pods/" + string(pod.UID) + "/volumes/kubernetes.io~csi/s/mount",
+		Versions:   versions,
+	}
+}
+
+func TestPodStatusAgainstAPIServer(t *testing.T) {
+	rc := controlplane.ForTest(t)
+	kc, err := kubeclient.NewForConfig(rc, kubeclient.Config{QPS: 50, Burst: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	installCRDs(t, rc, kc.CRD)
+	e := env{cs: kc.Core, crd: kc.CRD}
+	mkNS := func(t *testing.T, ns string) {
+		t.Helper()
+		if _, err := e.cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkPod := func(t *testing.T, ns, name string) *corev1.Pod {
+		t.Helper()
+		p, err := e.cs.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	v1 := []ssv1.SecretProviderClassObject{{ID: "a", Version: "1"}, {ID: "b", Version: "1"}}
+
+	t.Run("created with name, node label, pod owner and status; rewritten only on change", func(t *testing.T) {
+		mkNS(t, "created")
+		pod := mkPod(t, "created", "web")
+		w := e.writer(t)
+		w.Record(outcome(pod, v1...))
+		name := podstatus.Name("web", "created", "app")
+		if name != "web-created-app" {
+			t.Fatalf("name = %q", name)
+		}
+		var got *ssv1.SecretProviderClassPodStatus
+		eventually(t, 10*time.Second, func() error {
+			got, err = e.get(t, "created", name)
+			return err
+		})
+		if got.Labels[ssv1.NodeNameLabel] != "node-a" {
+			t.Errorf("labels = %v", got.Labels)
+		}
+		wantOwner := []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: "web", UID: pod.UID}}
+		if !reflect.DeepEqual(got.OwnerReferences, wantOwner) {
+			t.Errorf("owners = %+v, want %+v", got.OwnerReferences, wantOwner)
+		}
+		want := ssv1.SecretProviderClassPodStatusStatus{PodName: "web", SecretProviderClassName: "app", Mounted: true,
+			TargetPath: outcome(pod).TargetPath, Objects: v1}
+		if !reflect.DeepEqual(got.Status, want) {
+			t.Errorf("status = %+v, want %+v", got.Status, want)
+		}
+
+		// The same state again: nothing is queued, nothing written.
+		w.Record(outcome(pod, v1...))
+		if w.Pending() != 0 {
+			t.Errorf("an unchanged status was queued")
+		}
+		// A restarted driver (empty memory) reads and finds nothing to change.
+		w2 := e.writer(t)
+		w2.Record(outcome(pod, v1...))
+		eventually(t, 10*time.Second, func() error {
+			if w2.Pending() != 0 {
+				return fmt.Errorf("pending")
+			}
+			return nil
+		})
+		same, err := e.get(t, "created", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if same.ResourceVersion != got.ResourceVersion {
+			t.Errorf("unchanged status rewritten: resourceVersion %s -> %s", got.ResourceVersion, same.ResourceVersion)
+		}
+
+		// A rotation changes a version: the object follows.
+		v2 := []ssv1.SecretProviderClassObject{{ID: "a", Version: "1"}, {ID: "b", Version: "2"}}
+		w.Record(outcome(pod, v2...))
+		eventually(t, 10*time.Second, func() error {
+			cur, err := e.get(t, "created", name)
+			if err != nil {
+				return err
+			}
+			if !reflect.DeepEqual(cur.Status.Objects, v2) {
+				return fmt.Errorf("objects = %v, want %v", cur.Status.Objects, v2)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a failed write is retried", func(t *testing.T) {
+		w := e.writer(t)
+		// The namespace does not exist yet: the create fails until it does.
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "late", Namespace: "retried", UID: "00000000-0000-0000-0000-000000000001"}}
+		w.Record(outcome(pod, v1...))
+		time.Sleep(time.Second)
+		if w.Pending() != 1 {
+			t.Fatalf("pending = %d, want the failed object kept", w.Pending())
+		}
+		mkNS(t, "retried")
+		eventually(t, 10*time.Second, func() error {
+			got, err := e.get(t, "retried", podstatus.Name("late", "retried", "app"))
+			if err != nil {
+				return err
+			}
+			if len(got.OwnerReferences) != 1 || got.OwnerReferences[0].UID != pod.UID {
+				return fmt.Errorf("owners = %v", got.OwnerReferences)
+			}
+			return nil
+		})
+		if w.Pending() != 0 {
+			t.Errorf("pending = %d after the retry succeeded", w.Pending())
+		}
+	})
+
+	t.Run("forget drops what is pending", func(t *testing.T) {
+		w := e.writer(t)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "gone", Namespace: "never-created", UID: "00000000-0000-0000-0000-000000000002"}}
+		o := outcome(pod, v1...)
+		w.Record(o)
+		time.Sleep(300 * time.Millisecond)
+		w.Forget(o.TargetPath)
+		// Also when a write was in flight at the time of Forget.
+		time.Sleep(1500 * time.Millisecond)
+		if w.Pending() != 0 {
+			t.Errorf("pending = %d after Forget: a volume that is gone is still being written", w.Pending())
+		}
+	})
+}

@@ -1,0 +1,710 @@
+//go:build integration
+
+package secretsync
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+
+	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/driver/internal/events"
+	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
+	"github.com/sscsi/secrets-store/driver/internal/metrics"
+	"github.com/sscsi/secrets-store/driver/internal/podstatus"
+	"github.com/sscsi/secrets-store/driver/internal/publish"
+	"github.com/sscsi/secrets-store/driver/internal/rotation"
+	"github.com/sscsi/secrets-store/driver/internal/spc"
+	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/manifests"
+	"github.com/sscsi/secrets-store/test/cluster/controlplane"
+)
+
+const nodeName = "node-a"
+
+// cluster is one etcd + kube-apiserver with the CRDs installed and a
+// kube-controller-manager running the garbage collector, shared by the
+// subtests of one top-level test (each works in its own namespace).
+type cluster struct {
+	rc *rest.Config
+	cs kubernetes.Interface
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	rc := controlplane.ForTest(t)
+	installCRDs(t, rc)
+	controlplane.ControllerManagerForTest(t, rc)
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cluster{rc: rc, cs: cs}
+}
+
+func installCRDs(t *testing.T, rc *rest.Config) {
+	t.Helper()
+	ctx := t.Context()
+	c, err := apiextclient.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := fs.Glob(manifests.CRDs, "crds/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		b, err := manifests.CRDs.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crd := &apiextv1.CustomResourceDefinition{}
+		if err := sigsyaml.Unmarshal(b, crd); err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		if _, err := c.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create CRD %s: %v", crd.Name, err)
+		}
+		eventually(t, 30*time.Second, func() error {
+			got, err := c.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, cond := range got.Status.Conditions {
+				if cond.Type == apiextv1.Established && cond.Status == apiextv1.ConditionTrue {
+					return nil
+				}
+			}
+			return fmt.Errorf("CRD %s not established", crd.Name)
+		})
+	}
+	// The REST mapping of a new CRD reaches every API server handler a moment later.
+	kc, err := kubeclient.NewForConfig(rc, kubeclient.Config{QPS: 50, Burst: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		return kc.CRD.Get().Namespace("default").Resource("secretproviderclasses").Do(ctx).Error()
+	})
+}
+
+// applyRBAC creates every object of a manifests/rbac file.
+func applyRBAC(t *testing.T, cs kubernetes.Interface, file string) {
+	t.Helper()
+	ctx := t.Context()
+	b, err := manifests.RBAC.ReadFile("rbac/" + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
+	for {
+		doc, err := r.Read()
+		if err != nil {
+			break
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			_, err = cs.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRole:
+			_, err = cs.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRoleBinding:
+			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("%s: unexpected kind %T", file, obj)
+		}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("%s: %v", file, err)
+		}
+	}
+}
+
+// provider is an in-memory provider whose answer the test changes.
+type provider struct {
+	mu      sync.Mutex // guards files, version, err
+	files   map[string][]byte
+	version string
+	err     error
+}
+
+func (p *provider) set(files map[string][]byte, version string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.files, p.version, p.err = files, version, nil
+}
+
+func (p *provider) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = err
+}
+
+func (p *provider) Mount(_ context.Context, _ string, _ *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return nil, p.err
+	}
+	resp := &v1alpha1.MountResponse{}
+	for path, c := range p.files {
+		resp.Files = append(resp.Files, &v1alpha1.File{Path: path, Mode: 0o644, Contents: c})
+		resp.ObjectVersion = append(resp.ObjectVersion, &v1alpha1.ObjectVersion{Id: path, Version: p.version})
+	}
+	return resp, nil
+}
+
+// dirMounter stands in for tmpfs: a "mount" is a directory it remembers.
+type dirMounter struct {
+	mu      sync.Mutex // guards mounted
+	mounted map[string]bool
+}
+
+func (m *dirMounter) Mount(target string, _ int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mounted[target] = true
+	return os.MkdirAll(target, 0o750)
+}
+
+func (m *dirMounter) Unmount(target string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.mounted, target)
+	return nil
+}
+
+func (m *dirMounter) IsMountPoint(target string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mounted[target], nil
+}
+
+// node is the driver of one node, wired as driver.Run wires it, with a
+// directory mounter and an in-memory provider.
+type node struct {
+	pub      *publish.Publisher
+	syncer   *Syncer
+	status   *podstatus.Writer
+	provider *provider
+	metrics  *metrics.Recorder
+	root     string
+}
+
+func newNode(t *testing.T, rc *rest.Config) *node {
+	t.Helper()
+	ctx := t.Context()
+	kc, err := kubeclient.NewForConfig(rc, kubeclient.Config{QPS: 50, Burst: 100, UserAgent: "secretsync-integration"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := events.New(ctx, kc.Core, "secrets-store-csi-driver", nodeName)
+	st, err := podstatus.New(podstatus.Config{Client: kc.CRD, NodeName: nodeName, MaxBackoff: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	sy, err := New(Config{Client: kc.Core, CRD: kc.CRD, Events: ev, Metrics: m, MaxBackoff: time.Second, RecheckAccess: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); st.Run(ctx) }()
+	go func() { defer wg.Done(); sy.Run(ctx) }()
+	t.Cleanup(wg.Wait)
+	n := &node{syncer: sy, status: st, provider: &provider{}, metrics: m, root: t.TempDir()}
+	n.pub, err = publish.New(publish.Config{
+		Mounter:   &dirMounter{mounted: map[string]bool{}},
+		SPCs:      spc.RESTGetter{Client: kc.CRD},
+		Providers: n.provider,
+		Rotation:  rotation.Policy{Enabled: true, Interval: time.Nanosecond},
+		Limits:    atomicfs.Limits{},
+		Status:    st,
+		Secrets:   sy,
+		Events:    ev,
+		Metrics:   m,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (n *node) target(pod *corev1.Pod) string {
+	return filepath.Join(n.root, string(pod.UID), "volumes", "kubernetes.io~csi", "secrets", "mount")
+}
+
+// publish is kubelet's NodePublishVolume for pod's inline volume.
+func (n *node) publish(t *testing.T, pod *corev1.Pod, spcName string) {
+	t.Helper()
+	err := n.pub.Publish(t.Context(), publish.Request{
+		VolumeID:   "csi-" + string(pod.UID),
+		TargetPath: n.target(pod),
+		VolumeContext: map[string]string{
+			publish.AttrSPC: spcName, publish.AttrPodName: pod.Name, publish.AttrPodNamespace: pod.Namespace,
+			publish.AttrPodUID: string(pod.UID), publish.AttrServiceAccount: "default", "csi.storage.k8s.io/ephemeral": "true",
+		},
+	})
+	if err != nil {
+		t.Fatalf("publish %s/%s: %v", pod.Namespace, pod.Name, err)
+	}
+}
+
+func (n *node) syncedTotal(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := n.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == "sync_k8s_secret_total" {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("test ended: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func newNamespace(t *testing.T, c *cluster, name string) string {
+	t.Helper()
+	if _, err := c.cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func createSPC(t *testing.T, rc *rest.Config, ns, name string, objs ...ssv1.SecretObject) {
+	t.Helper()
+	kc, err := kubeclient.NewForConfig(rc, kubeclient.Config{QPS: 50, Burst: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := &ssv1.SecretProviderClass{
+		TypeMeta:   metav1.TypeMeta{APIVersion: ssv1.SchemeGroupVersion.String(), Kind: "SecretProviderClass"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       ssv1.SecretProviderClassSpec{Provider: "fake", SecretObjects: objs},
+	}
+	if err := kc.CRD.Post().Namespace(ns).Resource("secretproviderclasses").Body(obj).Do(t.Context()).Error(); err != nil {
+		t.Fatalf("create SecretProviderClass: %v", err)
+	}
+}
+
+func createPod(t *testing.T, cs kubernetes.Interface, ns, name string, owners ...metav1.OwnerReference) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, OwnerReferences: owners},
+		// Unscheduled, so that deleting it (or the garbage collector doing so) needs no kubelet.
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}
+	got, err := cs.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create pod: %v", err)
+	}
+	return got
+}
+
+func createReplicaSet(t *testing.T, cs kubernetes.Interface, ns, name string) *appsv1.ReplicaSet {
+	t.Helper()
+	labels := map[string]string{"app": name}
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.ReplicaSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+			},
+		},
+	}
+	got, err := cs.AppsV1().ReplicaSets(ns).Create(t.Context(), rs, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create ReplicaSet: %v", err)
+	}
+	return got
+}
+
+func controlledBy(rs *appsv1.ReplicaSet) metav1.OwnerReference {
+	yes := true
+	return metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: &yes, BlockOwnerDeletion: &yes}
+}
+
+func waitSecret(t *testing.T, cs kubernetes.Interface, ns, name string, ok func(*corev1.Secret) error) *corev1.Secret {
+	t.Helper()
+	var got *corev1.Secret
+	eventually(t, 20*time.Second, func() error {
+		s, err := cs.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ok != nil {
+			if err := ok(s); err != nil {
+				return fmt.Errorf("Secret %s/%s: %w", ns, name, err)
+			}
+		}
+		got = s
+		return nil
+	})
+	return got
+}
+
+func waitGone(t *testing.T, timeout time.Duration, get func() error) {
+	t.Helper()
+	eventually(t, timeout, func() error {
+		err := get()
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("still exists")
+	})
+}
+
+// waitEvent waits for an event on the pod with reason whose message
+// contains every string of want, and returns its message.
+func waitEvent(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, reason string, want ...string) string {
+	t.Helper()
+	var msg string
+	eventually(t, 20*time.Second, func() error {
+		l, err := cs.CoreV1().Events(pod.Namespace).List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name + ",reason=" + reason})
+		if err != nil {
+			return err
+		}
+		var seen []string
+	next:
+		for _, e := range l.Items {
+			for _, w := range want {
+				if !strings.Contains(e.Message, w) {
+					seen = append(seen, e.Message)
+					continue next
+				}
+			}
+			msg = e.Message
+			return nil
+		}
+		return fmt.Errorf("no %s event on pod %s containing %q; seen %q", reason, pod.Name, want, seen)
+	})
+	return msg
+}
+
+func hasOwners(want ...metav1.OwnerReference) func(*corev1.Secret) error {
+	return func(s *corev1.Secret) error {
+		for _, w := range want {
+			found := false
+			for _, o := range s.OwnerReferences {
+				found = found || (o.UID == w.UID && o.Kind == w.Kind && o.Name == w.Name && o.APIVersion == w.APIVersion)
+			}
+			if !found {
+				return fmt.Errorf("owners %v lack %s %s", s.OwnerReferences, w.Kind, w.Name)
+			}
+		}
+		if len(s.OwnerReferences) != len(want) {
+			return fmt.Errorf("owners %v, want %d", s.OwnerReferences, len(want))
+		}
+		return nil
+	}
+}
+
+func hasData(key, value string) func(*corev1.Secret) error {
+	return func(s *corev1.Secret) error {
+		if string(s.Data[key]) != value {
+			return fmt.Errorf("data[%s] is not the expected value", key)
+		}
+		return nil
+	}
+}
+
+func TestSecretSyncAgainstAPIServer(t *testing.T) {
+	c := startCluster(t)
+
+	t.Run("opaque, tls from pem and pfx, dockerconfigjson; bare pod owned through its pod status", func(t *testing.T) {
+		ns := newNamespace(t, c, "sync-types")
+		n := newNode(t, c.rc)
+		chain := newChain(t, true)
+		pemBundle := append(certPEM(chain.leaf, chain.inter), keyPEM(t, chain.leafKey, "pkcs8")...)
+		docker := `{"auths":{"registry.example":{"auth":"dXNlcjpwYXNz"}}}`
+		n.provider.set(map[string][]byte{
+			"db/password": []byte("hunter2"), "username": []byte("admin"),
+			"cert.pem": pemBundle, "cert.pfx": chain.pfxBase64(t), "docker.json": []byte(docker),
+		}, "v1")
+		createSPC(t, c.rc, ns, "app",
+			ssv1.SecretObject{SecretName: "db", Type: "Opaque", Labels: map[string]string{"app": "db"}, Annotations: map[string]string{"note": "synced"},
+				Data: []ssv1.SecretObjectData{{ObjectName: "db/password", Key: "password"}, {ObjectName: "username", Key: "username"}}},
+			ssv1.SecretObject{SecretName: "tls-pem", Type: "kubernetes.io/tls", Data: []ssv1.SecretObjectData{{ObjectName: "cert.pem", Key: "tls.crt"}, {ObjectName: "cert.pem", Key: "tls.key"}}},
+			ssv1.SecretObject{SecretName: "tls-pfx", Type: "kubernetes.io/tls", Data: []ssv1.SecretObjectData{{ObjectName: "cert.pfx", Key: "tls.crt"}, {ObjectName: "cert.pfx", Key: "tls.key"}}},
+			ssv1.SecretObject{SecretName: "pull", Type: "kubernetes.io/dockerconfigjson", Data: []ssv1.SecretObjectData{{ObjectName: "docker.json", Key: ".dockerconfigjson"}}},
+		)
+		pod := createPod(t, c.cs, ns, "bare")
+		n.publish(t, pod, "app")
+
+		stName := podstatus.Name(pod.Name, ns, "app")
+		kc, _ := kubeclient.NewForConfig(c.rc, kubeclient.Config{QPS: 50, Burst: 100})
+		st := &ssv1.SecretProviderClassPodStatus{}
+		eventually(t, 20*time.Second, func() error {
+			return kc.CRD.Get().Namespace(ns).Resource("secretproviderclasspodstatuses").Name(stName).Do(t.Context()).Into(st)
+		})
+		owner := metav1.OwnerReference{APIVersion: ssv1.SchemeGroupVersion.String(), Kind: "SecretProviderClassPodStatus", Name: stName, UID: st.UID}
+
+		db := waitSecret(t, c.cs, ns, "db", hasOwners(owner))
+		if db.Type != corev1.SecretTypeOpaque || string(db.Data["password"]) != "hunter2" || string(db.Data["username"]) != "admin" {
+			t.Errorf("db Secret: type %s, keys %d", db.Type, len(db.Data))
+		}
+		if db.Labels[ManagedLabel] != "true" || db.Labels["app"] != "db" || db.Annotations["note"] != "synced" {
+			t.Errorf("db Secret metadata: labels %v annotations %v", db.Labels, db.Annotations)
+		}
+		for _, name := range []string{"tls-pem", "tls-pfx"} {
+			s := waitSecret(t, c.cs, ns, name, hasOwners(owner))
+			if s.Type != corev1.SecretTypeTLS {
+				t.Errorf("%s: type %s", name, s.Type)
+			}
+			if !bytes.Equal(s.Data["tls.crt"], certPEM(chain.leaf, chain.inter)) {
+				t.Errorf("%s: tls.crt is not leaf + intermediate in order", name)
+			}
+			if err := checkKeyPair(s.Data["tls.crt"], s.Data["tls.key"]); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+		pull := waitSecret(t, c.cs, ns, "pull", hasOwners(owner))
+		if pull.Type != corev1.SecretTypeDockerConfigJson || string(pull.Data[".dockerconfigjson"]) != docker {
+			t.Errorf("pull Secret: type %s", pull.Type)
+		}
+		eventually(t, 5*time.Second, func() error {
+			if got := n.syncedTotal(t); got != 4 {
+				return fmt.Errorf("sync_k8s_secret_total = %v, want 4", got)
+			}
+			return nil
+		})
+
+		// The pod goes: the garbage collector removes its status, then the Secrets.
+		if err := c.cs.CoreV1().Pods(ns).Delete(t.Context(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"db", "tls-pem", "tls-pfx", "pull"} {
+			waitGone(t, 90*time.Second, func() error {
+				_, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{})
+				return err
+			})
+		}
+	})
+
+	t.Run("two ReplicaSets share a SecretProviderClass: two owners, gone with the last", func(t *testing.T) {
+		ns := newNamespace(t, c, "sync-shared")
+		n := newNode(t, c.rc)
+		n.provider.set(map[string][]byte{"token": []byte("t0k3n")}, "v1")
+		createSPC(t, c.rc, ns, "shared", ssv1.SecretObject{SecretName: "shared", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "token", Key: "token"}}})
+		rs1, rs2 := createReplicaSet(t, c.cs, ns, "web"), createReplicaSet(t, c.cs, ns, "worker")
+		p1 := createPod(t, c.cs, ns, "web-1", controlledBy(rs1))
+		p2 := createPod(t, c.cs, ns, "worker-1", controlledBy(rs2))
+		n.publish(t, p1, "shared")
+		n.publish(t, p2, "shared")
+		o1 := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs1.Name, UID: rs1.UID}
+		o2 := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs2.Name, UID: rs2.UID}
+		s := waitSecret(t, c.cs, ns, "shared", hasOwners(o1, o2))
+		for _, o := range s.OwnerReferences {
+			if o.Controller != nil && *o.Controller {
+				t.Errorf("owner %s is marked controller", o.Name)
+			}
+		}
+
+		bg := metav1.DeletePropagationBackground
+		if err := c.cs.AppsV1().ReplicaSets(ns).Delete(t.Context(), rs1.Name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
+			t.Fatal(err)
+		}
+		// The collector has acted on rs1 once its pod is gone; the Secret still has an owner.
+		waitGone(t, 90*time.Second, func() error {
+			_, err := c.cs.CoreV1().Pods(ns).Get(t.Context(), p1.Name, metav1.GetOptions{})
+			return err
+		})
+		time.Sleep(2 * time.Second)
+		if _, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), "shared", metav1.GetOptions{}); err != nil {
+			t.Fatalf("Secret gone while ReplicaSet %s still owns it: %v", rs2.Name, err)
+		}
+		if err := c.cs.AppsV1().ReplicaSets(ns).Delete(t.Context(), rs2.Name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, 90*time.Second, func() error {
+			_, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), "shared", metav1.GetOptions{})
+			return err
+		})
+	})
+
+	t.Run("rotation updates the Secret, keeps others' metadata, writes nothing when equal", func(t *testing.T) {
+		ns := newNamespace(t, c, "sync-rotation")
+		n := newNode(t, c.rc)
+		n.provider.set(map[string][]byte{"pw": []byte("first")}, "v1")
+		createSPC(t, c.rc, ns, "rot", ssv1.SecretObject{SecretName: "rot", Type: "Opaque", Labels: map[string]string{"app": "rot"}, Data: []ssv1.SecretObjectData{{ObjectName: "pw", Key: "pw"}}})
+		rs := createReplicaSet(t, c.cs, ns, "rot")
+		pod := createPod(t, c.cs, ns, "rot-1", controlledBy(rs))
+		n.publish(t, pod, "rot")
+		s := waitSecret(t, c.cs, ns, "rot", hasData("pw", "first"))
+
+		// Someone else labels, annotates and co-owns the Secret.
+		other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "other-owner", Namespace: ns}}
+		other, err := c.cs.CoreV1().ConfigMaps(ns).Create(t.Context(), other, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Labels["team"] = "payments"
+		s.Annotations = map[string]string{"reloader.example/watch": "true"}
+		s.OwnerReferences = append(s.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: other.Name, UID: other.UID})
+		if s, err = c.cs.CoreV1().Secrets(ns).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+
+		// Same content on a later mount: the syncer reads and writes nothing.
+		if err := n.pub.Unpublish(t.Context(), n.target(pod)); err != nil {
+			t.Fatal(err)
+		}
+		n.publish(t, pod, "rot")
+		eventually(t, 10*time.Second, func() error {
+			if n.syncer.Pending() != 0 {
+				return fmt.Errorf("sync pending")
+			}
+			return nil
+		})
+		time.Sleep(500 * time.Millisecond)
+		same, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), "rot", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if same.ResourceVersion != s.ResourceVersion {
+			t.Errorf("Secret rewritten although nothing differed (resourceVersion %s -> %s)", s.ResourceVersion, same.ResourceVersion)
+		}
+
+		// Rotation: new content reaches the Secret; foreign metadata stays.
+		n.provider.set(map[string][]byte{"pw": []byte("second")}, "v2")
+		n.publish(t, pod, "rot")
+		waitEvent(t, c.cs, pod, "SecretRotationComplete", "rot")
+		got := waitSecret(t, c.cs, ns, "rot", hasData("pw", "second"))
+		if got.Labels["team"] != "payments" || got.Labels["app"] != "rot" || got.Labels[ManagedLabel] != "true" {
+			t.Errorf("labels after rotation: %v", got.Labels)
+		}
+		if got.Annotations["reloader.example/watch"] != "true" {
+			t.Errorf("annotations after rotation: %v", got.Annotations)
+		}
+		if err := hasOwners(metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID},
+			metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: other.Name, UID: other.UID})(got); err != nil {
+			t.Error(err)
+		}
+
+		// A failed rotation keeps the Secret as it is and says so on the pod.
+		n.provider.fail(fmt.Errorf("backend unavailable"))
+		n.publish(t, pod, "rot")
+		waitEvent(t, c.cs, pod, "SecretRotationFailed", "backend unavailable")
+		after, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), "rot", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(after.Data["pw"]) != "second" {
+			t.Errorf("failed rotation changed the Secret")
+		}
+	})
+
+	t.Run("bad entries give FailedToCreateSecret and the mount still succeeds", func(t *testing.T) {
+		ns := newNamespace(t, c, "sync-bad")
+		n := newNode(t, c.rc)
+		n.provider.set(map[string][]byte{"present": []byte("v4lu3"), "bad.json": []byte(`{"auths": v4lu3`)}, "v1")
+		createSPC(t, c.rc, ns, "bad",
+			ssv1.SecretObject{SecretName: "missing", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "absent", Key: "k"}}},
+			ssv1.SecretObject{SecretName: "badjson", Type: "kubernetes.io/dockerconfigjson", Data: []ssv1.SecretObjectData{{ObjectName: "bad.json", Key: ".dockerconfigjson"}}},
+			ssv1.SecretObject{SecretName: "good", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "present", Key: "k"}}},
+		)
+		pod := createPod(t, c.cs, ns, "p")
+		n.publish(t, pod, "bad")
+		m1 := waitEvent(t, c.cs, pod, EventReason, "secretObjects[0]", `"missing"`, `"absent"`)
+		m2 := waitEvent(t, c.cs, pod, EventReason, "secretObjects[1]", "not valid JSON")
+		for _, m := range []string{m1, m2} {
+			if strings.Contains(m, "v4lu3") {
+				t.Errorf("event carries a secret value: %q", m)
+			}
+		}
+		waitSecret(t, c.cs, ns, "good", hasData("k", "v4lu3"))
+		for _, name := range []string{"missing", "badjson"} {
+			if _, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("Secret %s: err = %v, want NotFound", name, err)
+			}
+		}
+	})
+
+	t.Run("without the Secret role: clear event, no crash; binding it enables sync", func(t *testing.T) {
+		ns := newNamespace(t, c, "sync-rbac")
+		applyRBAC(t, c.cs, "serviceaccount.yaml")
+		applyRBAC(t, c.cs, "base.yaml")
+		limited := rest.CopyConfig(c.rc)
+		limited.Impersonate = rest.ImpersonationConfig{
+			UserName: "system:serviceaccount:kube-system:secrets-store-csi-driver",
+			Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"},
+		}
+		n := newNode(t, limited)
+		n.provider.set(map[string][]byte{"k": []byte("v")}, "v1")
+		createSPC(t, c.rc, ns, "rbac", ssv1.SecretObject{SecretName: "rbac", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "k", Key: "k"}}})
+		pod := createPod(t, c.cs, ns, "p1")
+		n.publish(t, pod, "rbac")
+		waitEvent(t, c.cs, pod, EventReason, "Secret sync is disabled", SecretSyncRole)
+		if _, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), "rbac", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("Secret written without the role: %v", err)
+		}
+		// The base role is enough for the pod status.
+		kc, _ := kubeclient.NewForConfig(c.rc, kubeclient.Config{QPS: 50, Burst: 100})
+		eventually(t, 20*time.Second, func() error {
+			return kc.CRD.Get().Namespace(ns).Resource("secretproviderclasspodstatuses").Name(podstatus.Name(pod.Name, ns, "rbac")).Do(t.Context()).Error()
+		})
+
+		applyRBAC(t, c.cs, "secret-sync.yaml")
+		pod2 := createPod(t, c.cs, ns, "p2")
+		time.Sleep(time.Second) // RBAC reaches the authorizer's cache, and the access re-check is due
+		n.publish(t, pod2, "rbac")
+		waitSecret(t, c.cs, ns, "rbac", hasData("k", "v"))
+	})
+}
