@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"regexp"
@@ -33,6 +34,11 @@ import (
 var motoURL string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		// Fuzz workers run fuzz targets only, none of which needs moto.
+		os.Exit(m.Run())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := moto.Start(ctx, nil)
 	if err != nil {
