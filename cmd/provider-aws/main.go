@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"k8s.io/klog/v2"
@@ -31,7 +32,16 @@ func main() {
 	flag.IntVar(&cfg.Burst, "burst", 10, "Kubernetes client burst")
 	flag.DurationVar(&cfg.CacheTTL, "cache-ttl", aws.DefaultCacheTTL, "how long a fetched value is shared between mounts of the same identity (0: off); keep it below the rotation poll interval")
 	flag.IntVar(&cfg.MaxAttempts, "max-attempts", 0, "AWS SDK attempts per call, retries included (0: SDK default)")
+	// Flags of the upstream AWS provider, so its DaemonSet arguments work.
+	providerVolume := flag.String("provider-volume", "", "upstream-compatible: directory for the socket (<dir>/aws.sock); overrides --endpoint")
+	driverWrites := flag.Bool("driver-writes-secrets", true, "upstream-compatible: false selects legacy mode, like --write-to-target")
 	flag.Parse()
+	if *providerVolume != "" {
+		cfg.Socket = filepath.Join(*providerVolume, "aws.sock")
+	}
+	if !*driverWrites {
+		cfg.WriteToTarget = true
+	}
 	cfg.QPS = float32(*qps)
 	cfg.Version = version
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

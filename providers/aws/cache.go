@@ -113,9 +113,3 @@ func (c *valueCache) forgetIdentity(identity string) {
 		}
 	}
 }
-
-func (c *valueCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}

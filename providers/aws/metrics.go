@@ -9,6 +9,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metrics are the provider's Prometheus series. Labels never carry object
@@ -78,4 +79,12 @@ func errorCode(err error) string {
 		return "DeadlineExceeded"
 	}
 	return "NetworkError"
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
 }

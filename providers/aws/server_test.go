@@ -1,0 +1,149 @@
+package aws_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/sscsi/secrets-store/internal/faultproxy"
+	"github.com/sscsi/secrets-store/providers/aws"
+	"github.com/sscsi/secrets-store/providers/plugin"
+)
+
+// grpcClient serves e.backend on a unix socket in a temp dir.
+func (e *env) grpcClient(writeToTarget bool) v1alpha1.CSIDriverProviderClient {
+	t := e.t
+	t.Helper()
+	srv, err := plugin.New(plugin.Config{Name: "aws", Version: "test", Backend: e.backend, WriteToTarget: writeToTarget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "aws.sock")
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, sock) }()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("localhost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(); cancel(); <-done })
+	c := v1alpha1.NewCSIDriverProviderClient(conn)
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := c.Version(t.Context(), &v1alpha1.VersionRequest{}); err == nil {
+			return c
+		} else if time.Since(start) > 10*time.Second {
+			t.Fatalf("socket: %v", err)
+		}
+	}
+}
+
+func wireRequest(t *testing.T, req *plugin.Request, target string) *v1alpha1.MountRequest {
+	t.Helper()
+	attrs := map[string]string{}
+	for k, v := range req.Attributes {
+		attrs[k] = v
+	}
+	tj, _ := json.Marshal(req.Tokens)
+	attrs[plugin.AttrTokens] = string(tj)
+	aj, _ := json.Marshal(attrs)
+	return &v1alpha1.MountRequest{Attributes: string(aj), Secrets: "null", TargetPath: target, Permission: "420"}
+}
+
+func TestGRPCThrottledIsResourceExhausted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{maxAttempts: 2})
+	n := e.name("hot")
+	e.putSecret(region, n, sdkaws.String("v"), nil)
+	e.proxy.Inject(faultproxy.Rule{API: "secretsmanager.BatchGetSecretValue", Status: 400, Code: "ThrottlingException"})
+	c := e.grpcClient(false)
+	resp, err := c.Mount(t.Context(), wireRequest(t, request("p", "app", objects("- {objectName: "+n+", objectType: secretsmanager}")), t.TempDir()))
+	if status.Code(err) != codes.ResourceExhausted || resp != nil {
+		t.Fatalf("Mount = %v, %v; want ResourceExhausted and no response", resp, err)
+	}
+}
+
+func TestGRPCLegacyWriteToTarget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	n := e.name("legacy")
+	e.putSecret(region, n, sdkaws.String("on-disk"), nil)
+	c := e.grpcClient(true)
+	target := t.TempDir()
+	resp, err := c.Mount(t.Context(), wireRequest(t, request("p", "app", objects("- {objectName: "+n+", objectType: secretsmanager, objectAlias: s}")), target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetFiles()) != 0 || len(resp.GetObjectVersion()) != 1 {
+		t.Errorf("legacy mode returned %d files and %d versions; want none and 1", len(resp.GetFiles()), len(resp.GetObjectVersion()))
+	}
+	if b, err := os.ReadFile(filepath.Join(target, "s")); err != nil || string(b) != "on-disk" {
+		t.Errorf("file in target = %q, %v", b, err)
+	}
+}
+
+func TestPodIdentity(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	var lastAuth atomic.Value
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		lastAuth.Store(r.Header.Get("Authorization"))
+		if r.Header.Get("Authorization") == "" {
+			http.Error(w, "no token", http.StatusBadRequest)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"AccessKeyId": "ASIAPODIDENTITY", "SecretAccessKey": "secret", "Token": "session",
+			"AccountId": "123456789012", "Expiration": time.Now().Add(6 * time.Hour).UTC().Format(time.RFC3339),
+		})
+	}))
+	t.Cleanup(agent.Close)
+	e := newEnv(t, envOptions{podIdentityEndpoint: agent.URL + "/v1/credentials"})
+	n := e.name("pi")
+	e.putSecret(region, n, sdkaws.String("via-pod-identity"), nil)
+	params := objects("- {objectName: " + n + ", objectType: secretsmanager}")
+	params["usePodIdentity"] = "true"
+	// A service account without an IRSA annotation: Pod Identity needs none.
+	for _, pod := range []string{"a", "b"} {
+		req := request(pod, "plain", params)
+		resp, err := e.backend.Mount(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := files(t, resp)[n].contents; got != "via-pod-identity" {
+			t.Errorf("got %q", got)
+		}
+		if lastAuth.Load() != req.Tokens[aws.AudiencePodIdentity].Token && pod == "a" {
+			t.Errorf("agent got Authorization %q, want the pod's token", lastAuth.Load())
+		}
+	}
+	if calls.Load() != 1 {
+		t.Errorf("agent calls = %d, want 1 (credentials cached per service account)", calls.Load())
+	}
+	if e.proxy.Counts()["sts.AssumeRoleWithWebIdentity"] != 0 {
+		t.Errorf("STS called with Pod Identity: %v", e.proxy.Counts())
+	}
+
+	t.Run("agent refuses", func(t *testing.T) {
+		refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no association", http.StatusForbidden)
+		}))
+		t.Cleanup(refusing.Close)
+		e := newEnv(t, envOptions{podIdentityEndpoint: refusing.URL})
+		_, err := e.mount("c", "plain", params)
+		wantKind(t, err, plugin.ErrUnauthenticated)
+	})
+}
