@@ -160,12 +160,15 @@ func (w *Writer) flush(ctx context.Context) (failed bool) {
 	for key, obj := range batch {
 		err := w.write(ctx, obj)
 		w.mu.Lock()
-		if err != nil {
+		switch {
+		case !w.trackedLocked(key):
+			// Forgotten while the write was in flight: the volume is gone.
+		case err != nil:
 			failed = true
 			if _, newer := w.pending[key]; !newer {
 				w.pending[key] = obj
 			}
-		} else {
+		default:
 			w.written[key] = obj.Status
 		}
 		w.mu.Unlock()
@@ -174,6 +177,17 @@ func (w *Writer) flush(ctx context.Context) (failed bool) {
 		}
 	}
 	return failed
+}
+
+// trackedLocked reports whether a mounted volume still maps to key; w.mu
+// must be held.
+func (w *Writer) trackedLocked(key string) bool {
+	for _, k := range w.targets {
+		if k == key {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *Writer) write(ctx context.Context, obj *ssv1.SecretProviderClassPodStatus) error {
