@@ -118,7 +118,9 @@ func (c *roleCache) role(ctx context.Context, namespace, name string) (string, e
 	c.mu.Unlock()
 	if !ok {
 		v, err, _ := c.flights.Do(key, func() (any, error) {
-			sa, err := c.kube.CoreV1().ServiceAccounts(namespace).Get(ctx, name, metav1.GetOptions{})
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), roleLookupTimeout)
+			defer cancel()
+			sa, err := c.kube.CoreV1().ServiceAccounts(namespace).Get(sctx, name, metav1.GetOptions{})
 			if err != nil {
 				if apierrors.IsNotFound(err) {
 					return nil, fmt.Errorf("%w: service account %s not found", plugin.ErrUnauthenticated, key)
@@ -145,8 +147,12 @@ func (c *roleCache) role(ctx context.Context, namespace, name string) (string, e
 	return e.role, nil
 }
 
-// maxRoleEntries bounds the role cache; past it the cache starts over.
-const maxRoleEntries = 10000
+const (
+	// maxRoleEntries bounds the role cache; past it the cache starts over.
+	maxRoleEntries = 10000
+	// roleLookupTimeout bounds a service account read shared by mounts.
+	roleLookupTimeout = 15 * time.Second
+)
 
 // credsCache holds temporary credentials per identity key until refresh
 // before their expiry. Lifetime: until Expires-margin; size: one entry per
@@ -170,8 +176,12 @@ func (c *credsCache) get(ctx context.Context, key string, fetch func(context.Con
 	if ok && c.fresh(cr) {
 		return cr, nil
 	}
-	v, err, _ := c.flights.Do(key, func() (any, error) {
-		cr, err := fetch(ctx)
+	ch := c.flights.DoChan(key, func() (any, error) {
+		// Shared by every mount of the identity waiting now: it must not
+		// fail because the first of them gave up.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedCallTimeout)
+		defer cancel()
+		cr, err := fetch(sctx)
 		if err != nil {
 			return nil, err
 		}
@@ -189,10 +199,15 @@ func (c *credsCache) get(ctx context.Context, key string, fetch func(context.Con
 		}
 		return cr, nil
 	})
-	if err != nil {
-		return aws.Credentials{}, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return aws.Credentials{}, r.Err
+		}
+		return r.Val.(aws.Credentials), nil
+	case <-ctx.Done():
+		return aws.Credentials{}, fmt.Errorf("waiting for credentials: %w", ctx.Err())
 	}
-	return v.(aws.Credentials), nil
 }
 
 func (c *credsCache) fresh(cr aws.Credentials) bool {

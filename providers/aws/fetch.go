@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -24,6 +25,8 @@ const (
 	parametersBatchSize = 10 // GetParameters Names
 	// maxConcurrentCalls bounds the calls one mount makes at once.
 	maxConcurrentCalls = 4
+	// sharedCallTimeout bounds a backend call shared by several mounts.
+	sharedCallTimeout = 60 * time.Second
 	// awsCurrent is the stage BatchGetSecretValue returns.
 	awsCurrent = "AWSCURRENT"
 )
@@ -202,14 +205,23 @@ func (b *Backend) fetchRegion(ctx context.Context, id *identity, region string, 
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			v, _, _ := b.flights.Do(id.key+"\x01"+region+"\x01"+j.key(), func() (any, error) {
-				res := b.runJob(ctx, id, region, j)
+			ch := b.flights.DoChan(id.key+"\x01"+region+"\x01"+j.key(), func() (any, error) {
+				// The call is shared: one caller giving up must not fail
+				// the others, so it runs on its own deadline.
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedCallTimeout)
+				defer cancel()
+				res := b.runJob(sctx, id, region, j)
 				for r, v := range res.values {
 					b.values.put(valueKey{identity: id.key, region: region, ref: r}, v)
 				}
 				return res, nil
 			})
-			results[i] = v.(jobResult)
+			select {
+			case r := <-ch:
+				results[i] = r.Val.(jobResult)
+			case <-ctx.Done():
+				results[i] = failAll(j.refs, fmt.Errorf("waiting for %s: %w", j.api, ctx.Err()))
+			}
 		}()
 	}
 	wg.Wait()
