@@ -11,7 +11,9 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +44,9 @@ type Options struct {
 	// QPS/Burst of the driver's API client (defaults: driver defaults).
 	QPS   float32
 	Burst int
+	// Binary, when set, runs that driver executable as a child process
+	// (benchmarks measure its memory) instead of driver.Run in-process.
+	Binary string
 }
 
 // Env is a running driver with its dependencies.
@@ -52,6 +57,8 @@ type Env struct {
 	REST       *rest.Config
 	Fake       *fake.Backend
 	CRD        rest.Interface
+	// PID is the driver's process id when Options.Binary is used.
+	PID int
 }
 
 // Start brings everything up; t.Cleanup tears it down.
@@ -106,7 +113,29 @@ func Start(t testing.TB, o Options) *Env {
 		cfg.KubeAPIQPS, cfg.KubeAPIBurst = o.QPS, o.Burst
 	}
 	ddone := make(chan error, 1)
-	go func() { ddone <- driver.Run(ctx, cfg) }()
+	if o.Binary != "" {
+		cmd := exec.CommandContext(ctx, o.Binary, argsFor(cfg)...)
+		logf, err := os.Create(filepath.Join(dir, "driver.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", o.Binary, err)
+		}
+		env.PID = cmd.Process.Pid
+		go func() {
+			err := cmd.Wait()
+			_ = logf.Close()
+			if ctx.Err() != nil {
+				err = nil // stopped by us
+			}
+			ddone <- err
+		}()
+	} else {
+		go func() { ddone <- driver.Run(ctx, cfg) }()
+	}
 	t.Cleanup(func() {
 		cancel()
 		<-pdone
@@ -130,6 +159,19 @@ func Start(t testing.TB, o Options) *Env {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return env
+}
+
+// argsFor renders cfg as the driver's command-line flags.
+func argsFor(c driver.Config) []string {
+	a := []string{
+		"--endpoint=" + c.Endpoint, "--nodeid=" + c.NodeID, "--provider-volume=" + c.ProviderVolume,
+		"--additional-provider-volume-paths=", "--metrics-addr=" + c.MetricsAddr, "--kubeconfig=" + c.Kubeconfig,
+		"--kubelet-registration=false", fmt.Sprintf("--kube-api-qps=%v", c.KubeAPIQPS), fmt.Sprintf("--kube-api-burst=%d", c.KubeAPIBurst),
+	}
+	if c.EnableSecretRotation {
+		a = append(a, "--enable-secret-rotation", "--rotation-poll-interval="+c.RotationPollInterval.String())
+	}
+	return a
 }
 
 func isSocket(p string) bool {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 
+	"golang.org/x/sys/unix"
 	mount "k8s.io/mount-utils"
 )
 
@@ -41,11 +42,13 @@ func (o *OS) Mount(target string, sizeBytes int64) error {
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return fmt.Errorf("create target directory: %w", err)
 	}
-	opts := []string{"nosuid", "nodev", "noexec", "mode=0755"}
+	data := "mode=0755"
 	if sizeBytes > 0 {
-		opts = append(opts, "size="+strconv.FormatInt(sizeBytes, 10))
+		data += ",size=" + strconv.FormatInt(sizeBytes, 10)
 	}
-	if err := o.m.MountSensitiveWithoutSystemd("tmpfs", target, "tmpfs", opts, nil); err != nil {
+	// The mount(2) syscall directly: mount-utils' Mount forks /bin/mount,
+	// which costs ~10 ms per volume and most of a publish's latency.
+	if err := unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, data); err != nil {
 		return fmt.Errorf("mount tmpfs at %s: %w", target, err)
 	}
 	return nil
@@ -57,7 +60,9 @@ func (o *OS) Unmount(target string) error {
 	if err != nil || !mounted {
 		return err
 	}
-	if err := o.m.Unmount(target); err != nil {
+	// umount(2) directly, for the same reason as in Mount. MNT_DETACH would
+	// hide a busy mount; a plain unmount reports it so kubelet retries.
+	if err := unix.Unmount(target, 0); err != nil {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
 	return nil

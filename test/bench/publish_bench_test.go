@@ -1,0 +1,183 @@
+// Package bench measures the driver through its CSI socket, with a real
+// kube-apiserver and the fake provider (see test/driverharness). Run with
+// `make bench`; the figures are reported as benchmark metrics.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sscsi/secrets-store/test/driverharness"
+)
+
+func objects(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "- objectName: secret-%02d\n  value: value-%02d-%s\n", i, i, strings.Repeat("x", 64))
+	}
+	return b.String()
+}
+
+type client struct {
+	node csipb.NodeClient
+	dir  string
+}
+
+func setup(b *testing.B, o driverharness.Options) (*driverharness.Env, *client) {
+	b.Helper()
+	o.Binary = os.Getenv("SSCSI_DRIVER_BIN")
+	env := driverharness.Start(b, o)
+	for _, n := range []int{1, 10} {
+		if err := env.CreateSPC(b.Context(), "default", "files-"+strconv.Itoa(n), objects(n)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cc, err := grpc.NewClient("unix://"+env.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cc.Close() })
+	return env, &client{node: csipb.NewNodeClient(cc), dir: filepath.Join(env.Dir, "pods")}
+}
+
+func (c *client) publish(ctx context.Context, i int, spc string) (string, error) {
+	id := fmt.Sprintf("vol-%06d", i)
+	target := filepath.Join(c.dir, id, "mount")
+	_, err := c.node.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{
+		VolumeId: id, TargetPath: target, Readonly: true,
+		VolumeCapability: &csipb.VolumeCapability{
+			AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{}},
+			AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY},
+		},
+		VolumeContext: map[string]string{
+			"secretProviderClass":                    spc,
+			"csi.storage.k8s.io/pod.name":            "pod-" + id,
+			"csi.storage.k8s.io/pod.namespace":       "default",
+			"csi.storage.k8s.io/pod.uid":             fmt.Sprintf("00000000-0000-0000-0000-%012d", i),
+			"csi.storage.k8s.io/serviceAccount.name": "default",
+			"csi.storage.k8s.io/ephemeral":           "true",
+		},
+	})
+	return target, err
+}
+
+func (c *client) unpublish(ctx context.Context, i int, target string) error {
+	_, err := c.node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: fmt.Sprintf("vol-%06d", i), TargetPath: target})
+	return err
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(p*float64(len(s)-1))]
+}
+
+// BenchmarkPublishPaced publishes one volume every 100 ms (as upstream was
+// measured) and reports p50/p99 latency of NodePublishVolume.
+func BenchmarkPublishPaced(b *testing.B) {
+	_, c := setup(b, driverharness.Options{})
+	for _, n := range []int{1, 10} {
+		b.Run(fmt.Sprintf("files=%d", n), func(b *testing.B) {
+			var lat []time.Duration
+			next := 0
+			for b.Loop() {
+				next++
+				start := time.Now()
+				target, err := c.publish(b.Context(), next+n*1_000_000, "files-"+strconv.Itoa(n))
+				lat = append(lat, time.Since(start))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := c.unpublish(b.Context(), next+n*1_000_000, target); err != nil {
+					b.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkPublishBackToBack publishes distinct volumes as fast as one
+// client can and reports publishes per second; any failure fails it.
+func BenchmarkPublishBackToBack(b *testing.B) {
+	_, c := setup(b, driverharness.Options{})
+	var targets []string
+	start := time.Now()
+	i := 0
+	for b.Loop() {
+		t, err := c.publish(b.Context(), i, "files-1")
+		if err != nil {
+			b.Fatalf("publish %d: %v", i, err)
+		}
+		targets = append(targets, t)
+		i++
+	}
+	el := time.Since(start)
+	b.ReportMetric(float64(len(targets))/el.Seconds(), "publishes/s")
+	for j, t := range targets {
+		if err := c.unpublish(context.WithoutCancel(b.Context()), j, t); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRSS reports the driver process's resident memory idle and with
+// 110 volumes held (the default kubelet max pods). Needs SSCSI_DRIVER_BIN.
+func BenchmarkRSS(b *testing.B) {
+	if os.Getenv("SSCSI_DRIVER_BIN") == "" {
+		b.Fatal("BenchmarkRSS measures a separate driver process: set SSCSI_DRIVER_BIN (make bench does)")
+	}
+	env, c := setup(b, driverharness.Options{})
+	for b.Loop() {
+		time.Sleep(2 * time.Second)
+		idle := rssMiB(b, env.PID)
+		var targets []string
+		for i := 0; i < 110; i++ {
+			t, err := c.publish(b.Context(), 500_000+i, "files-10")
+			if err != nil {
+				b.Fatal(err)
+			}
+			targets = append(targets, t)
+		}
+		time.Sleep(2 * time.Second)
+		held := rssMiB(b, env.PID)
+		for i, t := range targets {
+			if err := c.unpublish(b.Context(), 500_000+i, t); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(idle, "idle-RSS-MiB")
+		b.ReportMetric(held, "110vol-RSS-MiB")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+func rssMiB(b *testing.B, pid int) float64 {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# run.sh: publish benchmarks through the driver's CSI socket with a real kube-apiserver and the
+# fake provider; the driver runs as its own process so its RSS can be read.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+test/cluster/build.sh >/dev/null
+make -s build
+export SSCSI_DRIVER_BIN="$PWD/bin/secrets-store-csi-driver"
+go test -run '^$' -bench "${BENCH:-.}" -benchtime "${BENCHTIME:-100x}" -count 1 ./test/bench/ 2>&1 | grep -vE '^(E|I|W)[0-9]{4} '
