@@ -93,6 +93,10 @@ if [ -f "${CLUSTER_DIR}/created-kubelet-dir" ] || [ -d "$CLUSTER_DIR" ]; then
 	rm -rf "$KUBELET_DIR"
 fi
 rm -rf "$PROVIDER_DIR" "$CTRD_RUN"
+# kubelet keeps its container log symlinks in /var/log/containers; ours point into our state dir.
+for l in /var/log/containers/*.log; do
+	[ -L "$l" ] && case "$(readlink "$l")" in "${LOGS}/"*) rm -f "$l" ;; esac
+done
 if [ -d "$LOGS" ] && [ -n "${SSCSI_KEEP_LOGS:-}" ]; then
 	mkdir -p "$SSCSI_KEEP_LOGS" && cp -r "$LOGS"/. "$SSCSI_KEEP_LOGS"/ 2>/dev/null
 fi

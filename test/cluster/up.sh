@@ -3,7 +3,9 @@
 # kube-controller-manager, kube-scheduler, containerd and kubelet, then our CRDs, the CSIDriver and
 # the driver + fake provider as host processes. Idempotent: running components are left alone.
 # See ../../../shared/LOCAL-CLUSTER.md for why each setting is what it is.
-#   SSCSI_NO_DRIVER=1  bring up the node only
+#   SSCSI_NO_DRIVER=1              bring up the node only
+#   SSCSI_DRIVER_MODE=daemonset    run the driver and fake provider as DaemonSet pods (default: host
+#                                  processes, quickest to debug)
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -222,6 +224,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 resolvConf: /etc/resolv.conf
+podLogsDir: ${LOGS}/pods
 clusterDomain: cluster.local
 KCFG
 log "starting kubelet"
@@ -246,21 +249,37 @@ if [ -n "${SSCSI_NO_DRIVER:-}" ]; then
 	exit 0
 fi
 mkdir -p "$PROVIDER_DIR"
-if [ -x "${REPO_ROOT}/bin/provider-fake" ]; then
-	start_bg provider-fake "${REPO_ROOT}/bin/provider-fake" \
-		--endpoint "${PROVIDER_DIR}/fake.sock" --admin-addr 127.0.0.1:8099
-else
-	log "WARNING: bin/provider-fake not built; skipping"
-fi
-if [ -x "${REPO_ROOT}/bin/secrets-store-csi-driver" ]; then
-	start_bg secrets-store-csi-driver "${REPO_ROOT}/bin/secrets-store-csi-driver" \
-		--endpoint "unix://${KUBELET_DIR}/plugins/csi-secrets-store/csi.sock" --nodeid localhost \
-		--kubeconfig "${ADMIN_KUBECONFIG}" --provider-volume "${PROVIDER_DIR}" \
-		--enable-secret-rotation --rotation-poll-interval 10s --metrics-addr 127.0.0.1:8095 \
-		--kubelet-dir "${KUBELET_DIR}" -v 4
-	driver_registered() { kc get csinode localhost -o 'jsonpath={.spec.drivers[*].name}' | grep -qw secrets-store.csi.k8s.io; }
+driver_registered() { kc get csinode localhost -o 'jsonpath={.spec.drivers[*].name}' | grep -qw secrets-store.csi.k8s.io; }
+case "${SSCSI_DRIVER_MODE:-host}" in
+host)
+	if [ -x "${REPO_ROOT}/bin/provider-fake" ]; then
+		start_bg provider-fake "${REPO_ROOT}/bin/provider-fake" \
+			--endpoint "${PROVIDER_DIR}/fake.sock" --admin-addr 127.0.0.1:8099
+	else
+		log "WARNING: bin/provider-fake not built; skipping"
+	fi
+	if [ -x "${REPO_ROOT}/bin/secrets-store-csi-driver" ]; then
+		start_bg secrets-store-csi-driver "${REPO_ROOT}/bin/secrets-store-csi-driver" \
+			--endpoint "unix://${KUBELET_DIR}/plugins/csi-secrets-store/csi.sock" --nodeid localhost \
+			--kubeconfig "${ADMIN_KUBECONFIG}" --provider-volume "${PROVIDER_DIR}" \
+			--enable-secret-rotation --rotation-poll-interval 10s --metrics-addr 127.0.0.1:8095 \
+			--kubelet-dir "${KUBELET_DIR}" -v 4
+		wait_for "driver registered with kubelet (CSINode)" 60 driver_registered
+	else
+		log "WARNING: bin/secrets-store-csi-driver not built; the node runs without the driver"
+	fi
+	;;
+daemonset)
+	# The real deployment shape: privileged pods from our images, Bidirectional propagation.
+	for b in secrets-store-csi-driver provider-fake; do
+		[ -f "${REPO_ROOT}/bin/images/${b}.tar" ] || die "bin/images/${b}.tar missing: make build images"
+	done
+	kc apply -f "${REPO_ROOT}/test/cluster/driver-daemonset.yaml" >/dev/null
+	kc -n sscsi-system rollout status ds/provider-fake --timeout=90s >/dev/null
+	kc -n sscsi-system rollout status ds/secrets-store-csi-driver --timeout=90s >/dev/null
+	log "  driver and fake provider DaemonSets ready"
 	wait_for "driver registered with kubelet (CSINode)" 60 driver_registered
-else
-	log "WARNING: bin/secrets-store-csi-driver not built; the node runs without the driver"
-fi
+	;;
+*) die "SSCSI_DRIVER_MODE must be host or daemonset" ;;
+esac
 log "cluster up in $(($(date +%s) - _SSCSI_T0))s; kubeconfig: ${ADMIN_KUBECONFIG}"

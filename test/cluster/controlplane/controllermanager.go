@@ -1,135 +1,92 @@
 package controlplane
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-// ControllerManagerConfig selects what a kube-controller-manager runs against.
-type ControllerManagerConfig struct {
-	// Dir holds its kubeconfig and log. Required.
-	Dir string
-	// REST is the client configuration it uses (certificate or token auth). Required.
-	REST *rest.Config
-	// Controllers is its --controllers list. Default: garbagecollector only, so that no
-	// controller creates pods or tokens behind a test's back.
-	Controllers []string
-	// BinDir holds kube-controller-manager. Default: DefaultBinDir().
-	BinDir string
-}
-
-// ControllerManager is a running kube-controller-manager.
+// ControllerManager is a running kube-controller-manager (garbage collector, service accounts,
+// namespace deletion, ...) attached to a control plane.
 type ControllerManager struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	LogPath string
+	cp *ControlPlane // owns the process and its log
 }
 
-// StartControllerManager starts kube-controller-manager without serving (--secure-port=0) and
-// without leader election. It runs until Stop or until the calling process exits.
-func StartControllerManager(cfg ControllerManagerConfig) (*ControllerManager, error) {
-	if cfg.Dir == "" || cfg.REST == nil {
-		return nil, errors.New("controlplane: ControllerManagerConfig needs Dir and REST")
-	}
-	if cfg.BinDir == "" {
-		cfg.BinDir = DefaultBinDir()
-	}
-	if len(cfg.Controllers) == 0 {
-		cfg.Controllers = []string{"garbagecollector"}
-	}
-	bin := filepath.Join(cfg.BinDir, "kube-controller-manager")
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("%w: %s: run test/cluster/build.sh to build Kubernetes %s", ErrBinaryMissing, bin, KubernetesVersion)
-	}
-	kubeconfig := filepath.Join(cfg.Dir, "kube-controller-manager.kubeconfig")
-	if err := writeKubeconfig(kubeconfig, cfg.REST); err != nil {
+// StartControllerManager starts kube-controller-manager with the default controllers against the
+// API server of rc, keeping its kubeconfig and log in cfg.Dir, and waits until its service account
+// controller has created the "default" service account. Stop it with Stop.
+func StartControllerManager(ctx context.Context, cfg Config, rc *rest.Config) (*ControllerManager, error) {
+	if err := cfg.complete(); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(cfg.Dir, "kube-controller-manager.log")
-	logf, err := os.Create(logPath)
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", cfg.Dir, err)
+	}
+	kubeconfig := filepath.Join(cfg.Dir, "controller-manager.kubeconfig")
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
+	kc.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: rc.CertData, ClientKeyData: rc.KeyData, Token: rc.BearerToken}
+	kc.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	kc.CurrentContext = "c"
+	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
+		return nil, fmt.Errorf("writing controller-manager kubeconfig: %w", err)
+	}
+	cm := &ControllerManager{cp: &ControlPlane{cfg: cfg}}
+	p, err := cm.cp.spawn("kube-controller-manager", filepath.Join(cfg.BinDir, "kube-controller-manager"),
+		"--kubeconfig="+kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1",
+		"--secure-port=0", "--controllers=*", "--profiling=false")
 	if err != nil {
-		return nil, fmt.Errorf("creating kube-controller-manager log: %w", err)
+		return nil, err
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin,
-		"--kubeconfig="+kubeconfig,
-		"--controllers="+strings.Join(cfg.Controllers, ","),
-		"--leader-elect=false", "--secure-port=0", "--bind-address=127.0.0.1",
-		"--concurrent-gc-syncs=5", "-v=1")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting kube-controller-manager: %w", err)
+	cm.cp.api = p
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		cm.Stop()
+		return nil, fmt.Errorf("creating client: %w", err)
 	}
-	cm := &ControllerManager{cmd: cmd, done: make(chan struct{}), LogPath: logPath}
-	go func() { _ = cmd.Wait(); close(cm.done) }()
-	return cm, nil
-}
-
-// Exited reports whether the process has exited.
-func (cm *ControllerManager) Exited() bool {
-	select {
-	case <-cm.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Stop kills the process and waits for it. It is safe to call more than once.
-func (cm *ControllerManager) Stop() {
-	_ = cm.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-cm.done:
-	case <-time.After(10 * time.Second):
-		_ = cm.cmd.Process.Kill()
-		<-cm.done
+	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer cancel()
+	for {
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("kube-controller-manager exited during start; see %s", cm.LogPath())
+		default:
+		}
+		if _, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{}); err == nil {
+			return cm, nil
+		}
+		select {
+		case <-ctx.Done():
+			cm.Stop()
+			return nil, fmt.Errorf("kube-controller-manager not working after %s (no default service account); see %s",
+				cfg.StartTimeout, cm.LogPath())
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 
-// ControllerManagerForTest starts kube-controller-manager against rc (see
-// StartControllerManager) and stops it in t.Cleanup, printing its log tail if the test failed.
-func ControllerManagerForTest(t testing.TB, rc *rest.Config, controllers ...string) *ControllerManager {
+// LogPath returns the path of the controller manager's log.
+func (cm *ControllerManager) LogPath() string { return cm.cp.LogPath("kube-controller-manager") }
+
+// Stop stops the controller manager and waits for it to exit.
+func (cm *ControllerManager) Stop() { cm.cp.Stop() }
+
+// ControllerManagerForTest starts kube-controller-manager against rc (from ForTest) for the rest of
+// the test, e.g. so that the garbage collector deletes objects whose owners are gone.
+func ControllerManagerForTest(t testing.TB, rc *rest.Config) {
 	t.Helper()
-	cm, err := StartControllerManager(ControllerManagerConfig{Dir: t.TempDir(), REST: rc, Controllers: controllers})
+	cm, err := StartControllerManager(t.Context(), Config{Dir: t.TempDir()}, rc)
 	if err != nil {
 		t.Fatalf("starting kube-controller-manager: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() || cm.Exited() {
-			if b, err := os.ReadFile(cm.LogPath); err == nil {
-				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-				if len(lines) > 30 {
-					lines = lines[len(lines)-30:]
-				}
-				t.Logf("kube-controller-manager log tail:\n%s", strings.Join(lines, "\n"))
-			}
-		}
-		cm.Stop()
-	})
-	return cm
-}
-
-// writeKubeconfig writes rc (inline CA, client certificate or bearer token) as a kubeconfig.
-func writeKubeconfig(path string, rc *rest.Config) error {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: rc.Host, CertificateAuthorityData: rc.CAData}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{ClientCertificateData: rc.CertData, ClientKeyData: rc.KeyData, Token: rc.BearerToken}
-	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "c"
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	t.Cleanup(cm.Stop)
 }

@@ -37,3 +37,8 @@ func TestControlPlaneServesAPI(t *testing.T) {
 		t.Fatalf("create pod: %v", err)
 	}
 }
+
+func TestControllerManagerCreatesServiceAccounts(t *testing.T) {
+	cfg := controlplane.ForTest(t)
+	controlplane.ControllerManagerForTest(t, cfg)
+}

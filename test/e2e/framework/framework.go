@@ -6,8 +6,8 @@ package framework
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -398,26 +398,26 @@ func (f *Framework) CollectArtifacts(ctx context.Context, t testing.TB, namespac
 	t.Logf("artifacts collected in %s", dir)
 }
 
+// copyDir copies the regular files below src into dst, keeping the tree.
 func copyDir(src, dst string) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", src, err)
-	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", dst, err)
-	}
-	var errs []error
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
 		}
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
 }
 
 // poll calls cond every 500 ms until it returns true, returns an error, or timeout passes.

@@ -2,11 +2,14 @@ package framework
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -70,26 +73,31 @@ func MountsUnder(dir string) ([]string, error) {
 	return out, s.Err()
 }
 
-// ScanLogs returns, for every component log in dir, which of the needles it contains.
+// ScanLogs returns, for every log file below dir (component logs and pod logs), which of the
+// needles it contains.
 func ScanLogs(dir string, needles []string) (map[string][]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", dir, err)
-	}
 	found := map[string][]string{}
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".log") {
-			continue
-		}
-		b, err := os.ReadFile(dir + "/" + e.Name())
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", e.Name(), err)
+			return err
 		}
+		if d.IsDir() || !strings.HasSuffix(d.Name(), ".log") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		rel, _ := filepath.Rel(dir, path)
 		for _, n := range needles {
-			if n != "" && strings.Contains(string(b), n) {
-				found[e.Name()] = append(found[e.Name()], n)
+			if n != "" && bytes.Contains(b, []byte(n)) {
+				found[rel] = append(found[rel], n)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scanning logs in %s: %w", dir, err)
 	}
 	return found, nil
 }
