@@ -178,7 +178,7 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	ev := events.New(ctx, kc.Core, "secrets-store-csi-driver", c.NodeID)
+	ev := events.New(ctx, kc.CoreREST, "secrets-store-csi-driver", c.NodeID)
 	secrets, err := secretsync.New(secretsync.Config{Client: kc.Core, CRD: kc.CRD, Events: ev, Metrics: m})
 	if err != nil {
 		return err
@@ -351,7 +351,7 @@ func (r *readiness) check(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	r.err = r.kc.Core.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+	r.err = r.kc.CoreREST.Get().AbsPath("/readyz").Do(ctx).Error()
 	if r.err != nil {
 		r.err = fmt.Errorf("Kubernetes API not reachable: %w", r.err)
 	}

@@ -1,34 +1,51 @@
 // Package events emits Kubernetes events on pods for what happens to their
-// secret volumes. Messages never carry secret values.
+// secret volumes. Messages never carry secret values. Events are posted by
+// one background worker through a plain core/v1 REST client, so emitting
+// never blocks a mount and the driver does not link the full clientset.
 package events
 
 import (
 	"context"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/sscsi/secrets-store/driver/internal/publish"
 )
 
-// Recorder implements publish.Events with a client-go event broadcaster.
+const (
+	queueSize = 256
+	// dedupeWindow: the same event for the same pod is posted at most
+	// once per window (a failing rotation would otherwise post one per
+	// kubelet republish).
+	dedupeWindow = 5 * time.Minute
+	maxMessage   = 1024
+)
+
+// Recorder implements publish.Events.
 type Recorder struct {
-	rec record.EventRecorder
+	client    rest.Interface
+	component string
+	node      string
+	queue     chan *corev1.Event
+
+	mu     sync.Mutex           // guards recent
+	recent map[string]time.Time // dedupe key -> last posted
 }
 
 var _ publish.Events = (*Recorder)(nil)
 
-// New starts a broadcaster that writes events through client until ctx is
-// done.
-func New(ctx context.Context, client kubernetes.Interface, component, node string) *Recorder {
-	b := record.NewBroadcaster(record.WithContext(ctx))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	go func() { <-ctx.Done(); b.Shutdown() }()
-	return &Recorder{rec: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component, Host: node})}
+// New starts a recorder that posts through client (a core/v1 REST client)
+// until ctx is done.
+func New(ctx context.Context, client rest.Interface, component, node string) *Recorder {
+	r := &Recorder{client: client, component: component, node: node, queue: make(chan *corev1.Event, queueSize), recent: map[string]time.Time{}}
+	go r.run(ctx)
+	return r
 }
 
 // Event implements publish.Events.
@@ -37,6 +54,57 @@ func (r *Recorder) Event(pod publish.Pod, warning bool, reason, message string) 
 	if warning {
 		t = corev1.EventTypeWarning
 	}
-	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: types.UID(pod.UID)}
-	r.rec.Event(ref, t, reason, message)
+	if len(message) > maxMessage {
+		message = message[:maxMessage] + "..."
+	}
+	key := pod.Namespace + "/" + pod.Name + "/" + pod.UID + "/" + reason + "/" + message
+	now := time.Now()
+	r.mu.Lock()
+	if last, ok := r.recent[key]; ok && now.Sub(last) < dedupeWindow {
+		r.mu.Unlock()
+		return
+	}
+	r.recent[key] = now
+	if len(r.recent) > 4*queueSize {
+		for k, ts := range r.recent {
+			if now.Sub(ts) >= dedupeWindow {
+				delete(r.recent, k)
+			}
+		}
+	}
+	r.mu.Unlock()
+	ev := &corev1.Event{
+		ObjectMeta:          metav1.ObjectMeta{GenerateName: pod.Name + ".", Namespace: pod.Namespace},
+		InvolvedObject:      corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: types.UID(pod.UID)},
+		Reason:              reason,
+		Message:             message,
+		Type:                t,
+		Source:              corev1.EventSource{Component: r.component, Host: r.node},
+		FirstTimestamp:      metav1.NewTime(now),
+		LastTimestamp:       metav1.NewTime(now),
+		Count:               1,
+		ReportingController: r.component,
+		ReportingInstance:   r.component + "-" + r.node,
+	}
+	select {
+	case r.queue <- ev:
+	default:
+		klog.V(2).InfoS("event queue full; dropping event", "pod", klog.KRef(pod.Namespace, pod.Name), "reason", reason)
+	}
+}
+
+func (r *Recorder) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-r.queue:
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := r.client.Post().Namespace(ev.Namespace).Resource("events").Body(ev).Do(pctx).Error()
+			cancel()
+			if err != nil {
+				klog.ErrorS(err, "post event", "pod", klog.KRef(ev.Namespace, ev.InvolvedObject.Name), "reason", ev.Reason)
+			}
+		}
+	}
 }
