@@ -26,7 +26,7 @@ func main() {
 	flag.BoolVar(&cfg.WriteToTarget, "write-to-target", false, "legacy mode: write files into the target path instead of returning them to the driver")
 	flag.StringVar(&cfg.Region, "region", os.Getenv("AWS_REGION"), "default region for SecretProviderClasses that set none (default $AWS_REGION)")
 	flag.StringVar(&cfg.EndpointURL, "endpoint-url", "", "override every AWS endpoint, STS included (default: the SDK's, which honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>)")
-	flag.StringVar(&cfg.PodIdentityEndpoint, "pod-identity-endpoint", os.Getenv("POD_IDENTITY_AGENT_ENDPOINT"), "EKS Pod Identity agent URL (default: the agent's link-local address for preferredAddressType)")
+	flag.StringVar(&cfg.PodIdentityEndpoint, "pod-identity-endpoint", os.Getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI"), "EKS Pod Identity agent URL (default $AWS_CONTAINER_CREDENTIALS_FULL_URI, else the agent's link-local address for preferredAddressType)")
 	flag.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
 	qps := flag.Float64("qps", 5, "Kubernetes client queries per second")
 	flag.IntVar(&cfg.Burst, "burst", 10, "Kubernetes client burst")

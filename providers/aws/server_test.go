@@ -147,3 +147,33 @@ func TestPodIdentity(t *testing.T) {
 		wantKind(t, err, plugin.ErrUnauthenticated)
 	})
 }
+
+// TestEndpointsFromEnvironment: with no --endpoint-url, the standard
+// AWS_ENDPOINT_URL_<SERVICE> variables route every call, STS included.
+// Not parallel: it changes the process environment.
+func TestEndpointsFromEnvironment(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	n := e.name("env")
+	e.putSecret(region, n, sdkaws.String("routed"), nil)
+	t.Setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1") // must lose to the per-service ones
+	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", e.proxy.URL)
+	t.Setenv("AWS_ENDPOINT_URL_STS", e.proxy.URL)
+	cfg, err := aws.NewAWSConfig(t.Context(), aws.AWSOptions{MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := aws.NewBackend(aws.BackendConfig{AWS: cfg, Kube: e.kube})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := b.Mount(t.Context(), request("p", "app", objects("- {objectName: "+n+", objectType: secretsmanager}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files(t, resp)[n].contents != "routed" {
+		t.Errorf("got %+v", files(t, resp))
+	}
+	if c := e.proxy.Counts(); c["sts.AssumeRoleWithWebIdentity"] != 1 || c["secretsmanager.BatchGetSecretValue"] != 1 {
+		t.Errorf("proxy saw %v", c)
+	}
+}
