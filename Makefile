@@ -26,7 +26,7 @@ test: ## everything: unit, integration, sanity, e2e (the README's test command)
 	$(MAKE) e2e
 
 test-unit: ## go test ./... (fast; real tmpfs and unix sockets, needs root)
-	$(GO) test -race -count=1 ./driver/... ./providers/... ./cmd/...
+	$(GO) test -race -count=1 ./internal/... ./driver/... ./providers/... ./cmd/... ./manifests/...
 
 test-integration: ## tests against a real etcd + kube-apiserver started per run
 	test/cluster/integration.sh
