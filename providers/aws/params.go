@@ -3,6 +3,7 @@ package aws
 import (
 	"fmt"
 	"io/fs"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/template"
@@ -23,6 +24,9 @@ const (
 	ParamUsePodIdentity       = "usePodIdentity"
 	ParamPreferredAddressType = "preferredAddressType"
 )
+
+// MaxObjects bounds the objects of one SecretProviderClass.
+const MaxObjects = 500
 
 // ObjectType is the backend service of an object.
 type ObjectType string
@@ -265,6 +269,9 @@ func ParseObjects(s, pathTranslation string) ([]ObjectSpec, error) {
 	if len(raw) == 0 {
 		return nil, fmt.Errorf("%w: parameter objects lists no object", plugin.ErrInvalidParameters)
 	}
+	if len(raw) > MaxObjects {
+		return nil, fmt.Errorf("%w: parameter objects lists %d objects; at most %d are allowed", plugin.ErrInvalidParameters, len(raw), MaxObjects)
+	}
 	out := make([]ObjectSpec, 0, len(raw))
 	files := map[string]string{} // file name -> what produced it
 	claim := func(file, by string) error {
@@ -316,17 +323,18 @@ func objectRef(i int, name string) string {
 	return fmt.Sprintf("objects[%d] (%s)", i, name)
 }
 
+// backquoted matches the input excerpts yaml errors quote.
+var backquoted = regexp.MustCompile("`[^`]*`")
+
+// yamlErrorText keeps a YAML error's position and reason but drops the
+// input it quotes, which may be a secret pasted by mistake.
 func yamlErrorText(err error) string {
-	// yaml errors quote the offending input, which may be a secret pasted
-	// by mistake; keep the position only.
-	msg := err.Error()
-	if i := strings.Index(msg, ": "); i > 0 && strings.HasPrefix(msg, "yaml: line") {
-		return msg[:i]
+	msg := backquoted.ReplaceAllString(err.Error(), "`...`")
+	msg = strings.ReplaceAll(strings.TrimPrefix(msg, "yaml: "), "\n", " ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "..."
 	}
-	if strings.HasPrefix(msg, "yaml: unmarshal errors") {
-		return "unmarshal errors (a field has the wrong type; every field is a string, jmesPath a list, failoverObject a map)"
-	}
-	return "invalid YAML"
+	return msg
 }
 
 func validateObject(i int, o Object, tr translation) (ObjectSpec, error) {

@@ -142,3 +142,30 @@ func TestJMESPathExtract(t *testing.T) {
 		}
 	}
 }
+
+func TestObjectTemplate(t *testing.T) {
+	objs, err := ParseObjects("- objectName: a\n  objectType: secretsmanager\n  objectTemplate: |\n    {{ range $k, $v := . }}export {{ $k }}={{ $v }}\n    {{ end }}", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := decodeJSON([]byte(`{"USER":"u","PASS":"p"}`))
+	out, err := renderTemplate(objs[0].Template, doc)
+	if err != nil || string(out) != "export PASS=p\nexport USER=u\n" {
+		t.Errorf("render = %q, %v", out, err)
+	}
+	bomb, err := ParseObjects("- {objectName: a, objectType: secretsmanager, objectTemplate: '{{range $}}{{range $}}{{range $}}{{range $}}{{.}}{{end}}{{end}}{{end}}{{end}}'}", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, _ := decodeJSON([]byte(`[` + strings.Repeat(`"xxxxxxxxxxxxxxxxxxxx",`, 99) + `"x"]`))
+	if _, err := renderTemplate(bomb[0].Template, big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("template bomb error = %v, want output too large", err)
+	}
+}
+
+func TestTooManyObjects(t *testing.T) {
+	_, err := ParseObjects(strings.Repeat("- {objectName: a, objectType: secretsmanager}\n", MaxObjects+1), "")
+	if !errors.Is(err, plugin.ErrInvalidParameters) || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("error = %v", err)
+	}
+}
