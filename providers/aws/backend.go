@@ -77,7 +77,10 @@ type Backend struct {
 	roles      *roleCache
 	creds      *credsCache
 	values     *valueCache
-	flights    singleflight.Group // shares identical backend calls of one identity
+	// batchDenied holds identities whose policy refuses
+	// BatchGetSecretValue; they read secrets one by one for an hour.
+	batchDenied *expiringSet
+	flights     singleflight.Group // shares identical backend calls of one identity
 
 	mu      sync.Mutex // guards clients
 	clients map[string]*regionClients
@@ -126,14 +129,15 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 		cfg.Metrics = NewMetrics(nil)
 	}
 	return &Backend{
-		cfg:        cfg,
-		clock:      cfg.Clock,
-		metrics:    cfg.Metrics,
-		httpClient: cfg.HTTPClient,
-		roles:      &roleCache{kube: cfg.Kube, clock: cfg.Clock, ttl: cfg.RoleCacheTTL, entries: map[string]roleEntry{}},
-		creds:      &credsCache{clock: cfg.Clock, margin: cfg.CredentialsMargin, entries: map[string]aws.Credentials{}},
-		values:     newValueCache(cfg.Clock, cfg.CacheTTL, cfg.PinnedCacheTTL, cfg.CacheMaxEntries),
-		clients:    map[string]*regionClients{},
+		cfg:         cfg,
+		clock:       cfg.Clock,
+		metrics:     cfg.Metrics,
+		httpClient:  cfg.HTTPClient,
+		roles:       &roleCache{kube: cfg.Kube, clock: cfg.Clock, ttl: cfg.RoleCacheTTL, entries: map[string]roleEntry{}},
+		creds:       &credsCache{clock: cfg.Clock, margin: cfg.CredentialsMargin, entries: map[string]aws.Credentials{}},
+		values:      newValueCache(cfg.Clock, cfg.CacheTTL, cfg.PinnedCacheTTL, cfg.CacheMaxEntries),
+		batchDenied: &expiringSet{clock: cfg.Clock, ttl: time.Hour, maxEntries: DefaultCacheMaxEntries, keys: map[string]time.Time{}},
+		clients:     map[string]*regionClients{},
 	}, nil
 }
 

@@ -113,3 +113,35 @@ func (c *valueCache) forgetIdentity(identity string) {
 		}
 	}
 }
+
+// expiringSet remembers keys for a while, e.g. identities whose policy
+// does not allow BatchGetSecretValue. Lifetime: ttl per key; size: at
+// most maxEntries keys (past it, the set starts over).
+type expiringSet struct {
+	clock      clock.PassiveClock
+	ttl        time.Duration
+	maxEntries int
+
+	mu   sync.Mutex // guards keys
+	keys map[string]time.Time
+}
+
+func (s *expiringSet) add(k string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.keys) >= s.maxEntries {
+		s.keys = map[string]time.Time{}
+	}
+	s.keys[k] = s.clock.Now().Add(s.ttl)
+}
+
+func (s *expiringSet) has(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.keys[k]
+	if ok && !s.clock.Now().Before(exp) {
+		delete(s.keys, k)
+		return false
+	}
+	return ok
+}

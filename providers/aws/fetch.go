@@ -69,13 +69,13 @@ func batchable(r Ref) bool {
 // batches of 20, pinned ones one by one, SSM parameters in batches of 10
 // with never two selectors of one name in the same batch (the response
 // is matched back by name).
-func planJobs(refs []Ref) []job {
+func planJobs(refs []Ref, batchSecrets bool) []job {
 	var jobs []job
 	var sm []Ref
 	var ssmBatches [][]Ref
 	for _, r := range refs {
 		switch {
-		case r.Type == TypeSecretsManager && batchable(r):
+		case r.Type == TypeSecretsManager && batchable(r) && batchSecrets:
 			sm = append(sm, r)
 		case r.Type == TypeSecretsManager:
 			jobs = append(jobs, job{api: "GetSecretValue", refs: []Ref{r}})
@@ -195,7 +195,7 @@ func (b *Backend) fetchRegion(ctx context.Context, id *identity, region string, 
 	if len(miss) == 0 {
 		return got, nil
 	}
-	jobs := planJobs(miss)
+	jobs := planJobs(miss, !b.batchDenied.has(id.key))
 	results := make([]jobResult, len(jobs))
 	sem := make(chan struct{}, maxConcurrentCalls)
 	var wg sync.WaitGroup
@@ -334,7 +334,15 @@ func (b *Backend) batchSecrets(ctx context.Context, client *secretsmanager.Clien
 	for page := 0; ; page++ {
 		out, err := client.BatchGetSecretValue(ctx, in, smCreds(id))
 		if err != nil {
-			return failAll(refs, apiError("secretsmanager BatchGetSecretValue", fmt.Sprintf("of %d secrets (%s)", len(refs), strings.Join(ids, ", ")), err))
+			err = apiError("secretsmanager BatchGetSecretValue", fmt.Sprintf("of %d secrets (%s)", len(refs), strings.Join(ids, ", ")), err)
+			if errors.Is(err, plugin.ErrPermissionDenied) {
+				// Policies written for the upstream provider grant
+				// GetSecretValue only: read one by one, and stop trying
+				// the batch call for this identity for a while.
+				b.batchDenied.add(id.key)
+				return b.getSecretsOneByOne(ctx, client, id, refs)
+			}
+			return failAll(refs, err)
 		}
 		entries = append(entries, out.SecretValues...)
 		apiErrs = append(apiErrs, out.Errors...)
@@ -371,6 +379,18 @@ func (b *Backend) batchSecrets(ctx context.Context, client *secretsmanager.Clien
 			err = fmt.Errorf("%w: secretsmanager BatchGetSecretValue %s: not in the response", plugin.ErrNotFound, what(r))
 		}
 		res.errs = append(res.errs, jobError{refs: []Ref{r}, err: err})
+	}
+	return res
+}
+
+func (b *Backend) getSecretsOneByOne(ctx context.Context, client *secretsmanager.Client, id *identity, refs []Ref) jobResult {
+	res := jobResult{values: map[Ref]fetchResult{}}
+	for _, r := range refs {
+		one := b.getSecret(ctx, client, id, r)
+		for k, v := range one.values {
+			res.values[k] = v
+		}
+		res.errs = append(res.errs, one.errs...)
 	}
 	return res
 }

@@ -225,10 +225,35 @@ func TestAccessDenied(t *testing.T) {
 	n := e.name("guarded")
 	e.putSecret(region, n, sdkaws.String("v"), nil)
 	e.proxy.Inject(faultproxy.Rule{API: "secretsmanager.BatchGetSecretValue", Status: 400, Code: "AccessDeniedException"})
-	_, err := e.mount("p1", "app", objects("- {objectName: "+n+", objectType: secretsmanager}"))
-	wantKind(t, err, plugin.ErrPermissionDenied)
-	if !strings.Contains(err.Error(), n) {
-		t.Errorf("error does not name the object: %v", err)
+	e.proxy.Inject(faultproxy.Rule{API: "secretsmanager.GetSecretValue", Status: 400, Code: "AccessDeniedException"})
+	e.proxy.Inject(faultproxy.Rule{API: "ssm.GetParameters", Status: 400, Code: "AccessDeniedException"})
+	for _, typ := range []string{"secretsmanager", "ssmparameter"} {
+		_, err := e.mount("p1", "app", objects("- {objectName: "+n+", objectType: "+typ+"}"))
+		wantKind(t, err, plugin.ErrPermissionDenied)
+		if !strings.Contains(err.Error(), n) {
+			t.Errorf("error does not name the object: %v", err)
+		}
+	}
+}
+
+// TestUpstreamPolicyWithoutBatchPermission: IAM policies written for the
+// upstream provider allow GetSecretValue but not BatchGetSecretValue.
+func TestUpstreamPolicyWithoutBatchPermission(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{cacheTTL: 30 * time.Second})
+	a, b := e.name("a"), e.name("b")
+	e.putSecret(region, a, sdkaws.String("va"), nil)
+	e.putSecret(region, b, sdkaws.String("vb"), nil)
+	e.proxy.Inject(faultproxy.Rule{API: "secretsmanager.BatchGetSecretValue", Status: 400, Code: "AccessDeniedException"})
+	params := objects("- {objectName: "+a+", objectType: secretsmanager}", "- {objectName: "+b+", objectType: secretsmanager}")
+	if got := e.mustMount("p1", "app", params); got[a].contents != "va" || got[b].contents != "vb" {
+		t.Errorf("got %+v", got)
+	}
+	e.clock.Step(time.Minute)
+	e.mustMount("p2", "app", params)
+	c := e.proxy.Counts()
+	if c["secretsmanager.BatchGetSecretValue"] != 1 || c["secretsmanager.GetSecretValue"] != 4 {
+		t.Errorf("calls = %v; want one refused batch, then GetSecretValue per secret", c)
 	}
 }
 
@@ -304,6 +329,7 @@ func TestFailover(t *testing.T) {
 	t.Run("4xx does not fail over", func(t *testing.T) {
 		e, params := setup(t)
 		e.proxy.Inject(faultproxy.Rule{Region: region, API: "secretsmanager.BatchGetSecretValue", Status: 400, Code: "AccessDeniedException"})
+		e.proxy.Inject(faultproxy.Rule{Region: region, API: "secretsmanager.GetSecretValue", Status: 400, Code: "AccessDeniedException"})
 		_, err := e.mount("p1", "app", params)
 		wantKind(t, err, plugin.ErrPermissionDenied)
 		for k := range e.proxy.CountsByRegion() {
