@@ -50,6 +50,14 @@ if $regen || [ ! -f "${tools}/go.mod" ]; then
 	gen_gomod
 fi
 
+# One build at a time (two would starve a 2-core machine): wait for another build.sh to finish.
+mkdir -p "${SSCSI_CACHE}/k8s"
+exec 9>"${SSCSI_CACHE}/k8s/build.lock"
+if ! flock -n 9; then
+	log "another Kubernetes build is running; waiting for it"
+	flock 9
+fi
+
 if have_k8s_binaries && ! $force; then
 	log "Kubernetes ${K8S_VERSION} binaries cached in ${K8S_BIN}"
 	exit 0
