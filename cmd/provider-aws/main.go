@@ -25,6 +25,7 @@ func main() {
 	flag.StringVar(&cfg.HTTPAddr, "metrics-addr", ":8990", "HTTP address for /healthz and /metrics (empty: off)")
 	flag.BoolVar(&cfg.WriteToTarget, "write-to-target", false, "legacy mode: write files into the target path instead of returning them to the driver")
 	flag.StringVar(&cfg.Region, "region", os.Getenv("AWS_REGION"), "default region for SecretProviderClasses that set none (default $AWS_REGION)")
+	flag.StringVar(&cfg.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name; without --region, SecretProviderClasses without a region use its topology.kubernetes.io/region label (default $NODE_NAME)")
 	flag.StringVar(&cfg.EndpointURL, "endpoint-url", "", "override every AWS endpoint, STS included (default: the SDK's, which honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>)")
 	flag.StringVar(&cfg.PodIdentityEndpoint, "pod-identity-endpoint", os.Getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI"), "EKS Pod Identity agent URL (default $AWS_CONTAINER_CREDENTIALS_FULL_URI, else the agent's link-local address for preferredAddressType)")
 	flag.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")

@@ -44,6 +44,10 @@ type BackendConfig struct {
 	Kube kubernetes.Interface
 	// DefaultRegion is used when a SecretProviderClass sets no region.
 	DefaultRegion string
+	// NodeName, when set and there is no DefaultRegion, lets a
+	// SecretProviderClass without a region use the node's
+	// topology.kubernetes.io/region label, as upstream does.
+	NodeName string
 	// PodIdentityEndpoint overrides the EKS Pod Identity agent URL.
 	PodIdentityEndpoint string
 	// HTTPClient talks to the Pod Identity agent (default: 10s timeout).
@@ -81,6 +85,7 @@ type Backend struct {
 	// BatchGetSecretValue; they read secrets one by one for an hour.
 	batchDenied *expiringSet
 	flights     singleflight.Group // shares identical backend calls of one identity
+	nodeRegion  *nodeRegion
 
 	mu      sync.Mutex // guards clients
 	clients map[string]*regionClients
@@ -138,6 +143,7 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 		values:      newValueCache(cfg.Clock, cfg.CacheTTL, cfg.PinnedCacheTTL, cfg.CacheMaxEntries),
 		batchDenied: &expiringSet{clock: cfg.Clock, ttl: time.Hour, maxEntries: DefaultCacheMaxEntries, keys: map[string]time.Time{}},
 		clients:     map[string]*regionClients{},
+		nodeRegion:  &nodeRegion{kube: cfg.Kube, node: cfg.NodeName},
 	}, nil
 }
 
@@ -173,7 +179,14 @@ func (b *Backend) Mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 }
 
 func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Response, error) {
-	p, err := ParseParams(req.Attributes, b.cfg.DefaultRegion)
+	def := b.cfg.DefaultRegion
+	if req.Attributes[ParamRegion] == "" && def == "" && b.cfg.NodeName != "" {
+		var err error
+		if def, err = b.nodeRegion.get(ctx); err != nil {
+			return nil, err
+		}
+	}
+	p, err := ParseParams(req.Attributes, def)
 	if err != nil {
 		return nil, err
 	}

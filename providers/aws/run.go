@@ -34,6 +34,9 @@ type Config struct {
 	Version string
 	// Region is the default region for SecretProviderClasses without one.
 	Region string
+	// NodeName is this node; without Region, its region label is the
+	// default.
+	NodeName string
 	// EndpointURL overrides every AWS endpoint (STS included), e.g. an
 	// emulator; empty means the SDK's standard resolution, which honours
 	// AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>.
@@ -160,7 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b, err := NewBackend(BackendConfig{
-		AWS: awsCfg, Kube: kube, DefaultRegion: cfg.Region, PodIdentityEndpoint: cfg.PodIdentityEndpoint,
+		AWS: awsCfg, Kube: kube, DefaultRegion: cfg.Region, NodeName: cfg.NodeName, PodIdentityEndpoint: cfg.PodIdentityEndpoint,
 		CacheTTL: cfg.CacheTTL, Metrics: NewMetrics(reg),
 	})
 	if err != nil {

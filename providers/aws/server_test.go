@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/sscsi/secrets-store/internal/faultproxy"
@@ -175,5 +177,32 @@ func TestEndpointsFromEnvironment(t *testing.T) {
 	}
 	if c := e.proxy.Counts(); c["sts.AssumeRoleWithWebIdentity"] != 1 || c["secretsmanager.BatchGetSecretValue"] != 1 {
 		t.Errorf("proxy saw %v", c)
+	}
+}
+
+func TestRegionFromNodeLabel(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	n := e.name("node-region")
+	e.putSecret(failoverRegion, n, sdkaws.String("west"), nil)
+	if _, err := e.kube.CoreV1().Nodes().Create(t.Context(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1", Labels: map[string]string{aws.RegionLabel: failoverRegion}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := aws.NewAWSConfig(t.Context(), aws.AWSOptions{EndpointURL: e.proxy.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := aws.NewBackend(aws.BackendConfig{AWS: cfg, Kube: e.kube, NodeName: "node-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := request("p", "app", objects("- {objectName: "+n+", objectType: secretsmanager}"))
+	delete(req.Attributes, "region")
+	resp, err := b.Mount(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := files(t, resp)[n].contents; got != "west" {
+		t.Errorf("got %q, want the value from the node's region", got)
 	}
 }
