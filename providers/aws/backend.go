@@ -32,6 +32,9 @@ const (
 	DefaultCacheMaxEntries   = 10000
 	DefaultRoleCacheTTL      = time.Minute
 	DefaultCredentialsMargin = 5 * time.Minute
+
+	// maxRegions bounds the per-region SDK clients kept.
+	maxRegions = 64
 )
 
 // BackendConfig configures a Backend.
@@ -88,7 +91,7 @@ type Backend struct {
 	nodeRegion  *nodeRegion
 
 	mu      sync.Mutex // guards clients
-	clients map[string]*regionClients
+	clients map[string]*regionClients // by region, at most maxRegions
 }
 
 var _ plugin.Backend = (*Backend)(nil)
@@ -152,6 +155,11 @@ func (b *Backend) clientsFor(region string) *regionClients {
 	defer b.mu.Unlock()
 	if c, ok := b.clients[region]; ok {
 		return c
+	}
+	if len(b.clients) >= maxRegions {
+		// Region names come from SecretProviderClasses; never let them
+		// grow this map without bound.
+		b.clients = map[string]*regionClients{}
 	}
 	cfg := b.cfg.AWS.Copy()
 	cfg.Region = region
