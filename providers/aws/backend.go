@@ -90,7 +90,7 @@ type Backend struct {
 	flights     singleflight.Group // shares identical backend calls of one identity
 	nodeRegion  *nodeRegion
 
-	mu      sync.Mutex // guards clients
+	mu      sync.Mutex                // guards clients
 	clients map[string]*regionClients // by region, at most maxRegions
 }
 
