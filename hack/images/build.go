@@ -189,7 +189,12 @@ func writeImage(ref, out string, files []file, entry []string) error {
 	cf.OS = "linux"
 	cf.Architecture = runtime.GOARCH
 	cf.Created = v1.Time{Time: epoch}
-	cf.Config.Entrypoint = entry
+	// busybox is a shell image: `kubectl run ... -- sh -c '...'` must work, so no entrypoint.
+	if len(entry) == 1 && entry[0] == "/bin/sh" {
+		cf.Config.Cmd = entry
+	} else {
+		cf.Config.Entrypoint = entry
+	}
 	cf.Config.Env = []string{"PATH=/bin:/usr/bin:/sbin:/usr/sbin"}
 	cf.Config.WorkingDir = "/"
 	img, err = mutate.ConfigFile(img, cf)
