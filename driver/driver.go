@@ -75,6 +75,9 @@ type Config struct {
 	MaxPayloadBytes        int64
 	ProviderConnectTimeout time.Duration
 	ProviderTimeout        time.Duration
+	// SPCCacheTTL reuses a SecretProviderClass read for this long and
+	// shares it between concurrent mounts (0: read on every mount).
+	SPCCacheTTL time.Duration
 }
 
 // Defaults returns the upstream defaults.
@@ -99,6 +102,7 @@ func Defaults() Config {
 		MaxPayloadBytes:          atomicfs.DefaultMaxTotalBytes,
 		ProviderConnectTimeout:   3 * time.Second,
 		ProviderTimeout:          60 * time.Second,
+		SPCCacheTTL:              time.Second,
 	}
 }
 
@@ -162,9 +166,21 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	sock, _ := SocketPath(c.Endpoint)
-	kc, err := kubeclient.New(kubeclient.Config{Kubeconfig: c.Kubeconfig, QPS: c.KubeAPIQPS, Burst: c.KubeAPIBurst, UserAgent: "secrets-store-csi-driver/" + BuildVersion})
+	// Two clients with their own rate limits: reads on a mount's critical
+	// path never queue behind background writes (pod status, events,
+	// Secret sync).
+	kcfg := kubeclient.Config{Kubeconfig: c.Kubeconfig, QPS: c.KubeAPIQPS, Burst: c.KubeAPIBurst, UserAgent: "secrets-store-csi-driver/" + BuildVersion}
+	kc, err := kubeclient.New(kcfg)
 	if err != nil {
 		return err
+	}
+	bg, err := kubeclient.New(kcfg)
+	if err != nil {
+		return err
+	}
+	var spcs spc.Getter = spc.RESTGetter{Client: kc.CRD}
+	if c.SPCCacheTTL > 0 {
+		spcs = &spc.CachedGetter{Getter: spcs, TTL: c.SPCCacheTTL}
 	}
 	m := metrics.New()
 	dirs := append(append([]string{}, c.AdditionalProviderPaths...), c.ProviderVolume)
@@ -173,19 +189,19 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	defer providers.Close()
-	status, err := podstatus.New(podstatus.Config{Client: kc.CRD, NodeName: c.NodeID})
+	status, err := podstatus.New(podstatus.Config{Client: bg.CRD, NodeName: c.NodeID})
 	if err != nil {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	ev := events.New(ctx, kc.CoreREST, "secrets-store-csi-driver", c.NodeID)
-	secrets, err := secretsync.New(secretsync.Config{Client: kc.Core, CRD: kc.CRD, Events: ev, Metrics: m})
+	ev := events.New(ctx, bg.CoreREST, "secrets-store-csi-driver", c.NodeID)
+	secrets, err := secretsync.New(secretsync.Config{Client: bg.Core, CRD: bg.CRD, Events: ev, Metrics: m})
 	if err != nil {
 		return err
 	}
 	pub, err := publish.New(publish.Config{
 		Mounter:   tmpfs.NewOS(),
-		SPCs:      spc.RESTGetter{Client: kc.CRD},
+		SPCs:      spcs,
 		Providers: timeoutProviders{providers, c.ProviderTimeout},
 		Rotation:  rotation.Policy{Enabled: c.EnableSecretRotation, Interval: c.RotationPollInterval},
 		TmpfsSize: c.TmpfsSizeBytes,

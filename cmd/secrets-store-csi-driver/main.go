@@ -41,7 +41,7 @@ func main() {
 	fs.BoolVar(&cfg.ProviderHealthCheck, "provider-health-check", cfg.ProviderHealthCheck, "check provider health periodically")
 	fs.DurationVar(&cfg.ProviderHealthCheckEvery, "provider-health-check-interval", cfg.ProviderHealthCheckEvery, "provider health check interval")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, "kubeconfig path (empty: in-cluster)")
-	fs.Float64Var(&qps, "kube-api-qps", float64(cfg.KubeAPIQPS), "Kubernetes API requests per second")
+	fs.Float64Var(&qps, "kube-api-qps", float64(cfg.KubeAPIQPS), "Kubernetes API requests per second (each of the driver's two clients: mount-path reads, background writes)")
 	fs.IntVar(&cfg.KubeAPIBurst, "kube-api-burst", cfg.KubeAPIBurst, "Kubernetes API burst")
 	fs.StringVar(&cfg.KubeletDir, "kubelet-dir", cfg.KubeletDir, "kubelet root directory")
 	fs.BoolVar(&cfg.KubeletRegistration, "kubelet-registration", cfg.KubeletRegistration, "register with kubelet through <kubelet-dir>/plugins_registry (no registrar sidecar needed)")
@@ -51,6 +51,7 @@ func main() {
 	fs.Int64Var(&cfg.MaxPayloadBytes, "max-payload-bytes", cfg.MaxPayloadBytes, "largest total size of one volume's files")
 	fs.DurationVar(&cfg.ProviderConnectTimeout, "provider-connect-timeout", cfg.ProviderConnectTimeout, "how long to wait for a provider's socket to answer")
 	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", cfg.ProviderTimeout, "deadline of one provider Mount call")
+	fs.DurationVar(&cfg.SPCCacheTTL, "spc-cache-ttl", cfg.SPCCacheTTL, "reuse a SecretProviderClass read for this long across mounts (0: read on every mount)")
 	_ = fs.Parse(os.Args[1:])
 	if showVersion {
 		fmt.Println(driver.BuildVersion)
