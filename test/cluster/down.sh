@@ -53,9 +53,10 @@ for d in /proc/[0-9]*; do
 	fi
 done
 
-stop kube-scheduler
-stop kube-controller-manager
-stop kube-apiserver
+stop kube-scheduler &
+stop kube-controller-manager &
+stop kube-apiserver &
+wait
 stop etcd
 
 # Unmount everything below our directories, deepest first; the /var/lib/kubelet bind goes last.
@@ -82,6 +83,8 @@ if ip link show "$BRIDGE" >/dev/null 2>&1; then
 	ip link delete "$BRIDGE" && log "  deleted bridge $BRIDGE"
 fi
 rm -rf /var/lib/cni/results/"${CNI_NETWORK}"-* 2>/dev/null
+# Directories containerd's CNI code created, only if now empty (never anyone else's files).
+rmdir /var/lib/cni/results /var/lib/cni /run/netns 2>/dev/null
 
 # Empty cgroups kubelet created (kubepods hierarchy), deepest first.
 for h in /sys/fs/cgroup/*/; do
