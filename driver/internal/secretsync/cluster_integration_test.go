@@ -17,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,8 +28,6 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 	sigsyaml "sigs.k8s.io/yaml"
-
-	rbacv1 "k8s.io/api/rbac/v1"
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/driver/internal/events"
@@ -226,7 +225,7 @@ func newNode(t *testing.T, rc *rest.Config) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := events.New(ctx, kc.Core, "secrets-store-csi-driver", nodeName)
+	ev := events.New(ctx, kc.CoreREST, "secrets-store-csi-driver", nodeName)
 	st, err := podstatus.New(podstatus.Config{Client: kc.CRD, NodeName: nodeName, MaxBackoff: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -353,12 +352,18 @@ func createPod(t *testing.T, cs kubernetes.Interface, ns, name string, owners ..
 	return got
 }
 
+// createReplicaSet creates a ReplicaSet with no replicas. Pods the test
+// creates name it as a plain owner and do not match its selector, so the
+// controller-manager's ReplicaSet controller neither adopts, releases nor
+// deletes them, while the garbage collector still treats it as their owner.
 func createReplicaSet(t *testing.T, cs kubernetes.Interface, ns, name string) *appsv1.ReplicaSet {
 	t.Helper()
-	labels := map[string]string{"app": name}
+	labels := map[string]string{"rs": name}
+	zero := int32(0)
 	rs := &appsv1.ReplicaSet{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: appsv1.ReplicaSetSpec{
+			Replicas: &zero,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
@@ -373,9 +378,8 @@ func createReplicaSet(t *testing.T, cs kubernetes.Interface, ns, name string) *a
 	return got
 }
 
-func controlledBy(rs *appsv1.ReplicaSet) metav1.OwnerReference {
-	yes := true
-	return metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: &yes, BlockOwnerDeletion: &yes}
+func ownedBy(rs *appsv1.ReplicaSet) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID}
 }
 
 func waitSecret(t *testing.T, cs kubernetes.Interface, ns, name string, ok func(*corev1.Secret) error) *corev1.Secret {
@@ -544,18 +548,13 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		n.provider.set(map[string][]byte{"token": []byte("t0k3n")}, "v1")
 		createSPC(t, c.rc, ns, "shared", ssv1.SecretObject{SecretName: "shared", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "token", Key: "token"}}})
 		rs1, rs2 := createReplicaSet(t, c.cs, ns, "web"), createReplicaSet(t, c.cs, ns, "worker")
-		p1 := createPod(t, c.cs, ns, "web-1", controlledBy(rs1))
-		p2 := createPod(t, c.cs, ns, "worker-1", controlledBy(rs2))
+		p1 := createPod(t, c.cs, ns, "web-1", ownedBy(rs1))
+		p2 := createPod(t, c.cs, ns, "worker-1", ownedBy(rs2))
 		n.publish(t, p1, "shared")
 		n.publish(t, p2, "shared")
 		o1 := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs1.Name, UID: rs1.UID}
 		o2 := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs2.Name, UID: rs2.UID}
-		s := waitSecret(t, c.cs, ns, "shared", hasOwners(o1, o2))
-		for _, o := range s.OwnerReferences {
-			if o.Controller != nil && *o.Controller {
-				t.Errorf("owner %s is marked controller", o.Name)
-			}
-		}
+		waitSecret(t, c.cs, ns, "shared", hasOwners(o1, o2))
 
 		bg := metav1.DeletePropagationBackground
 		if err := c.cs.AppsV1().ReplicaSets(ns).Delete(t.Context(), rs1.Name, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
@@ -585,7 +584,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		n.provider.set(map[string][]byte{"pw": []byte("first")}, "v1")
 		createSPC(t, c.rc, ns, "rot", ssv1.SecretObject{SecretName: "rot", Type: "Opaque", Labels: map[string]string{"app": "rot"}, Data: []ssv1.SecretObjectData{{ObjectName: "pw", Key: "pw"}}})
 		rs := createReplicaSet(t, c.cs, ns, "rot")
-		pod := createPod(t, c.cs, ns, "rot-1", controlledBy(rs))
+		pod := createPod(t, c.cs, ns, "rot-1", ownedBy(rs))
 		n.publish(t, pod, "rot")
 		s := waitSecret(t, c.cs, ns, "rot", hasData("pw", "first"))
 
