@@ -27,9 +27,17 @@ stop provider-fake
 stop kubelet
 
 ctr_() { ctr --address "$CTRD_SOCK" -n k8s.io "$@"; }
+# After a crash the pods' containers outlive containerd: start it again on its own state so that
+# it can kill and delete them properly.
+if ! pid_alive containerd >/dev/null && [ -f "${CLUSTER_DIR}/containerd.toml" ] && [ -d "${CLUSTER_DIR}/containerd" ]; then
+	log "  containerd is not running; starting it to clean up its containers"
+	start_bg containerd containerd --config "${CLUSTER_DIR}/containerd.toml"
+	wait_for "containerd serving" 30 ctr --address "${CTRD_SOCK}" version || true
+fi
 if pid_alive containerd >/dev/null && ctr_ version >/dev/null 2>&1; then
 	netns=()
-	for c in $(ctr_ containers ls -q 2>/dev/null); do
+	ids=$(ctr_ containers ls -q 2>/dev/null)
+	for c in $ids; do
 		# Sandbox containers name their network namespace; remember it to remove it below.
 		while read -r ns; do netns+=("$ns"); done < <(ctr_ containers info "$c" 2>/dev/null | grep -o '"/var/run/netns/cni-[0-9a-f-]*"' | tr -d '"' | sort -u)
 		ctr_ tasks kill -s SIGKILL "$c" >/dev/null 2>&1
@@ -82,7 +90,9 @@ if ip link show "$BRIDGE" >/dev/null 2>&1; then
 	done
 	ip link delete "$BRIDGE" && log "  deleted bridge $BRIDGE"
 fi
-rm -rf /var/lib/cni/results/"${CNI_NETWORK}"-* 2>/dev/null
+# libcni's result cache: <network>-<sandbox id>-<interface>, for our network and containerd's loopback.
+rm -f /var/lib/cni/results/"${CNI_NETWORK}"-* 2>/dev/null
+for c in ${ids:-}; do rm -f /var/lib/cni/results/*-"${c}"-* 2>/dev/null; done
 # Directories containerd's CNI code created, only if now empty (never anyone else's files).
 rmdir /var/lib/cni/results /var/lib/cni /run/netns 2>/dev/null
 
@@ -100,6 +110,7 @@ rm -rf "$PROVIDER_DIR" "$CTRD_RUN"
 for l in /var/log/containers/*.log; do
 	[ -L "$l" ] && case "$(readlink "$l")" in "${LOGS}/"*) rm -f "$l" ;; esac
 done
+rmdir /var/log/containers 2>/dev/null
 if [ -d "$LOGS" ] && [ -n "${SSCSI_KEEP_LOGS:-}" ]; then
 	mkdir -p "$SSCSI_KEEP_LOGS" && cp -r "$LOGS"/. "$SSCSI_KEEP_LOGS"/ 2>/dev/null
 fi
