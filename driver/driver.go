@@ -195,7 +195,7 @@ func Run(ctx context.Context, c Config) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	ev := events.New(ctx, bg.CoreREST, "secrets-store-csi-driver", c.NodeID)
-	secrets, err := secretsync.New(secretsync.Config{Client: bg.Core, CRD: bg.CRD, Events: ev, Metrics: m})
+	secrets, err := secretsync.New(secretsync.Config{Core: bg.CoreREST, CRD: bg.CRD, Events: ev, Metrics: m})
 	if err != nil {
 		return err
 	}

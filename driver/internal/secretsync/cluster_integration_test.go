@@ -231,7 +231,7 @@ func newNode(t *testing.T, rc *rest.Config) *node {
 		t.Fatal(err)
 	}
 	m := metrics.New()
-	sy, err := New(Config{Client: kc.Core, CRD: kc.CRD, Events: ev, Metrics: m, MaxBackoff: time.Second, RecheckAccess: 300 * time.Millisecond})
+	sy, err := New(Config{Core: kc.CoreREST, CRD: kc.CRD, Events: ev, Metrics: m, MaxBackoff: time.Second, RecheckAccess: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,7 +690,8 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		createSPC(t, c.rc, ns, "rbac", ssv1.SecretObject{SecretName: "rbac", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "k", Key: "k"}}})
 		pod := createPod(t, c.cs, ns, "p1")
 		n.publish(t, pod, "rbac")
-		waitEvent(t, c.cs, pod, EventReason, "Secret sync is disabled", SecretSyncRole)
+		// Decided by the access review, before any write was tried.
+		waitEvent(t, c.cs, pod, EventReason, "Secret sync is disabled", "missing verbs create, get, update on secrets", SecretSyncRole)
 		if _, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), "rbac", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("Secret written without the role: %v", err)
 		}

@@ -15,6 +15,7 @@ package secretsync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,7 +31,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
@@ -66,8 +66,10 @@ const SecretSyncRole = "secretprovidersyncing-role"
 
 // Config configures a Syncer.
 type Config struct {
-	// Client reads pods and writes Secrets and access reviews.
-	Client kubernetes.Interface
+	// Core is a core/v1 REST client (kubeclient.Clients.CoreREST): it reads
+	// pods, writes Secrets and asks access reviews. The driver does not link
+	// the full clientset.
+	Core rest.Interface
 	// CRD is a REST client for secrets-store.csi.x-k8s.io/v1 (pod statuses).
 	CRD rest.Interface
 	// Events reports failures on the pod. Required.
@@ -122,8 +124,8 @@ type pendingSecret struct {
 
 // New validates cfg.
 func New(cfg Config) (*Syncer, error) {
-	if cfg.Client == nil || cfg.CRD == nil || cfg.Events == nil || cfg.Metrics == nil {
-		return nil, errors.New("secretsync: Client, CRD, Events and Metrics are required")
+	if cfg.Core == nil || cfg.CRD == nil || cfg.Events == nil || cfg.Metrics == nil {
+		return nil, errors.New("secretsync: Core, CRD, Events and Metrics are required")
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second
@@ -332,7 +334,8 @@ func (s *Syncer) retryOrDrop(key string, it *item, err error) {
 // carries: the pod's own owners, else its SecretProviderClassPodStatus. It
 // returns nil, nil when the pod no longer exists.
 func (s *Syncer) owners(ctx context.Context, it *item) ([]metav1.OwnerReference, error) {
-	pod, err := s.cfg.Client.CoreV1().Pods(it.pod.Namespace).Get(ctx, it.pod.Name, metav1.GetOptions{})
+	pod := &corev1.Pod{}
+	err := s.cfg.Core.Get().Namespace(it.pod.Namespace).Resource("pods").Name(it.pod.Name).Do(ctx).Into(pod)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -372,15 +375,15 @@ func ownerRef(apiVersion, kind, name string, uid types.UID) metav1.OwnerReferenc
 // and leaving other writers' labels, annotations and owners in place. It
 // reports whether it wrote.
 func (s *Syncer) upsert(ctx context.Context, want *corev1.Secret, owners []metav1.OwnerReference) (bool, error) {
-	secrets := s.cfg.Client.CoreV1().Secrets(want.Namespace)
+	secrets := secretClient{c: s.cfg.Core, ns: want.Namespace}
 	wrote := false
 	retriable := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
 	err := retry.OnError(wait.Backoff{Steps: 6, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2}, retriable, func() error {
-		cur, err := secrets.Get(ctx, want.Name, metav1.GetOptions{})
+		cur, err := secrets.get(ctx, want.Name)
 		if apierrors.IsNotFound(err) {
 			obj := want.DeepCopy()
 			obj.OwnerReferences = owners
-			if _, err := secrets.Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			if err := secrets.create(ctx, obj); err != nil {
 				return classify(fmt.Errorf("create Secret %s/%s: %w", want.Namespace, want.Name, err))
 			}
 			wrote = true
@@ -400,7 +403,7 @@ func (s *Syncer) upsert(ctx context.Context, want *corev1.Secret, owners []metav
 		if cur.Immutable != nil && *cur.Immutable {
 			return fmt.Errorf("%w: Secret %s/%s is immutable: delete it so the driver can recreate it", errPermanent, want.Namespace, want.Name)
 		}
-		if _, err := secrets.Update(ctx, upd, metav1.UpdateOptions{}); err != nil {
+		if err := secrets.update(ctx, upd); err != nil {
 			return classify(fmt.Errorf("update Secret %s/%s: %w", want.Namespace, want.Name, err))
 		}
 		wrote = true
@@ -453,9 +456,7 @@ func (s *Syncer) checkAccess(ctx context.Context) {
 	var denied []string
 	var reviewErr error
 	for _, verb := range []string{"get", "create", "update"} { // what upsert uses
-		r, err := s.cfg.Client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Resource: "secrets"}},
-		}, metav1.CreateOptions{})
+		r, err := s.review(ctx, authorizationv1.ResourceAttributes{Verb: verb, Resource: "secrets"})
 		if err != nil {
 			reviewErr = err
 			break
@@ -518,4 +519,48 @@ func (s *Syncer) forbidden(err error) {
 	if was == nil || *was {
 		klog.ErrorS(err, "Secret sync is DISABLED: writing a Secret was forbidden; secretObjects will not be mirrored into Kubernetes Secrets. Bind ClusterRole "+SecretSyncRole+" (Helm: syncSecret.enabled=true) to enable it")
 	}
+}
+
+// review asks the API server whether the driver may do attrs. The core
+// REST client's scheme knows only core/v1, so the review travels as JSON.
+func (s *Syncer) review(ctx context.Context, attrs authorizationv1.ResourceAttributes) (*authorizationv1.SelfSubjectAccessReview, error) {
+	body, err := json.Marshal(&authorizationv1.SelfSubjectAccessReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: authorizationv1.SchemeGroupVersion.String(), Kind: "SelfSubjectAccessReview"},
+		Spec:     authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs},
+	})
+	if err != nil {
+		return nil, err
+	}
+	raw, err := s.cfg.Core.Post().AbsPath("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews").
+		SetHeader("Content-Type", "application/json").Body(body).DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("SelfSubjectAccessReview: %w", err)
+	}
+	out := &authorizationv1.SelfSubjectAccessReview{}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return nil, fmt.Errorf("decode SelfSubjectAccessReview: %w", err)
+	}
+	return out, nil
+}
+
+// secretClient is the Secret half of a core/v1 REST client in one namespace.
+type secretClient struct {
+	c  rest.Interface
+	ns string
+}
+
+func (sc secretClient) get(ctx context.Context, name string) (*corev1.Secret, error) {
+	out := &corev1.Secret{}
+	if err := sc.c.Get().Namespace(sc.ns).Resource("secrets").Name(name).Do(ctx).Into(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (sc secretClient) create(ctx context.Context, s *corev1.Secret) error {
+	return sc.c.Post().Namespace(sc.ns).Resource("secrets").Body(s).Do(ctx).Error()
+}
+
+func (sc secretClient) update(ctx context.Context, s *corev1.Secret) error {
+	return sc.c.Put().Namespace(sc.ns).Resource("secrets").Name(s.Name).Body(s).Do(ctx).Error()
 }
