@@ -60,9 +60,10 @@ type jobResult struct {
 }
 
 // batchable reports whether a Secrets Manager ref can go into
-// BatchGetSecretValue, which returns the AWSCURRENT version only.
+// BatchGetSecretValue, which returns the AWSCURRENT version only (refs
+// name that stage with an empty label, see newRef).
 func batchable(r Ref) bool {
-	return r.Version == "" && (r.Label == "" || r.Label == awsCurrent)
+	return r.Version == "" && r.Label == ""
 }
 
 // planJobs groups refs into calls: Secrets Manager current values in

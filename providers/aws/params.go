@@ -117,7 +117,7 @@ func (r Ref) Pinned() bool { return r.Version != "" }
 
 // Ref returns what to read in the primary region.
 func (o ObjectSpec) Ref() Ref {
-	return Ref{Type: o.Type, Name: o.ObjectName, Version: o.ObjectVersion, Label: o.ObjectVersionLabel}
+	return newRef(o.Type, o.ObjectName, o.ObjectVersion, o.ObjectVersionLabel)
 }
 
 // FailoverRef returns what to read in the failover region.
@@ -125,7 +125,16 @@ func (o ObjectSpec) FailoverRef() Ref {
 	if o.FailoverObject == nil {
 		return o.Ref()
 	}
-	return Ref{Type: o.Type, Name: o.FailoverObject.ObjectName, Version: o.FailoverObject.ObjectVersion, Label: o.FailoverObject.ObjectVersionLabel}
+	return newRef(o.Type, o.FailoverObject.ObjectName, o.FailoverObject.ObjectVersion, o.FailoverObject.ObjectVersionLabel)
+}
+
+// newRef normalizes a reference: a secret's AWSCURRENT stage is its
+// latest value, so both spellings read (and cache) one object.
+func newRef(t ObjectType, name, version, label string) Ref {
+	if t == TypeSecretsManager && version == "" && label == awsCurrent {
+		label = ""
+	}
+	return Ref{Type: t, Name: name, Version: version, Label: label}
 }
 
 // ParseParams validates the parameters of one mount. defaultRegion is used
