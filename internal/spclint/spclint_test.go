@@ -1,0 +1,127 @@
+package spclint
+
+import (
+	"strings"
+	"testing"
+)
+
+func lint(t *testing.T, y string) *Result {
+	t.Helper()
+	r, err := Lint(strings.NewReader(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestGoodClasses(t *testing.T) {
+	r := lint(t, `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ignored}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: db, namespace: app}
+spec:
+  provider: aws
+  parameters:
+    region: eu-west-1
+    objects: |
+      - objectName: "prod/db"
+        objectType: secretsmanager
+        jmesPath:
+          - path: username
+            objectAlias: dbuser
+      - objectName: "/app/flag"
+        objectType: ssmparameter
+  secretObjects:
+  - secretName: db
+    type: Opaque
+    data:
+    - {objectName: dbuser, key: username}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1alpha1
+kind: SecretProviderClass
+metadata: {name: demo, namespace: app}
+spec:
+  provider: fake
+  parameters:
+    objects: |
+      - objectName: user
+        value: alice
+`)
+	if r.Errors() {
+		t.Fatalf("findings on valid classes: %v", r.Findings)
+	}
+	if len(r.Classes) != 2 {
+		t.Fatalf("classes = %v", r.Classes)
+	}
+	files := strings.Join(r.Files["app/db"], ",")
+	if !strings.Contains(files, "prod_db") || !strings.Contains(files, "dbuser") || !strings.Contains(files, "_app_flag") {
+		t.Errorf("aws files = %s", files)
+	}
+	var deprecated bool
+	for _, f := range r.Findings {
+		deprecated = deprecated || (f.Warning && f.Field == "apiVersion")
+	}
+	if !deprecated {
+		t.Error("no deprecation warning for v1alpha1")
+	}
+}
+
+func TestBadClasses(t *testing.T) {
+	cases := map[string]struct{ yaml, field string }{
+		"no provider": {`spec: {parameters: {objects: x}}`, "spec.provider"},
+		"bad provider": {`spec: {provider: "../x"}`, "spec.provider"},
+		"unknown field": {`spec: {provider: fake, paramters: {}}`, "-"},
+		"aws dup alias": {`spec:
+  provider: aws
+  parameters:
+    region: us-east-1
+    objects: |
+      - {objectName: a, objectType: secretsmanager, objectAlias: x}
+      - {objectName: b, objectType: secretsmanager, objectAlias: x}`, "spec.parameters.objects"},
+		"fake dotdot": {`spec:
+  provider: fake
+  parameters:
+    objects: |
+      - {objectName: a, path: ../../etc/x}`, "spec.parameters.objects"},
+		"sync unknown file": {`spec:
+  provider: fake
+  parameters:
+    objects: |
+      - {objectName: a, value: v}
+  secretObjects:
+  - {secretName: s, type: Opaque, data: [{objectName: b, key: k}]}`, "spec.secretObjects[0].data[0].objectName"},
+		"sync no type": {`spec:
+  provider: fake
+  parameters: {objects: "- {objectName: a}"}
+  secretObjects:
+  - {secretName: s, data: [{objectName: a, key: k}]}`, "spec.secretObjects[0].type"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := lint(t, "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: c, namespace: n}\n"+c.yaml+"\n")
+			var found bool
+			for _, f := range r.Findings {
+				if !f.Warning && f.Field == c.field {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("no error on %s; findings: %v", c.field, r.Findings)
+			}
+		})
+	}
+}
+
+func FuzzLint(f *testing.F) {
+	f.Add("apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec: {provider: fake, parameters: {objects: '- {objectName: a}'}}\n")
+	f.Add("---\n---\nkind: SecretProviderClass\napiVersion: secrets-store.csi.x-k8s.io/v1\nspec: {provider: aws, parameters: {objects: '[{objectName: arn:aws:secretsmanager:us-east-1:1:secret:x}]'}}")
+	f.Fuzz(func(t *testing.T, y string) {
+		if _, err := Lint(strings.NewReader(y)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
