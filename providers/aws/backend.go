@@ -210,7 +210,13 @@ func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 	if err != nil {
 		return nil, err
 	}
-	klog.V(4).InfoS("aws mount fetched", "pod", klog.KRef(req.Pod.Namespace, req.Pod.Name), "objects", len(p.Objects), "files", len(resp.Files))
+	changed := 0
+	for _, v := range resp.Versions {
+		if req.CurrentVersions[v.ID] != v.Version {
+			changed++
+		}
+	}
+	klog.V(3).InfoS("aws mount fetched", "pod", klog.KRef(req.Pod.Namespace, req.Pod.Name), "objects", len(p.Objects), "files", len(resp.Files), "changedVersions", changed, "rotation", len(req.CurrentVersions) > 0)
 	return resp, nil
 }
 
