@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -469,8 +471,63 @@ func hasData(key, value string) func(*corev1.Secret) error {
 	}
 }
 
+// logBuffer collects klog output (klog's output is process-wide: the
+// subtests that use it do not run in parallel).
+type logBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// captureKlog sends klog's output, at verbosity 5, to a buffer until the
+// test ends.
+func captureKlog(t *testing.T) *logBuffer {
+	t.Helper()
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("v", "5")
+	_ = fs.Set("logtostderr", "false")
+	b := &logBuffer{}
+	klog.SetOutput(b)
+	t.Cleanup(func() {
+		klog.Flush()
+		_ = fs.Set("v", "0")
+		_ = fs.Set("logtostderr", "true")
+		klog.SetOutput(os.Stderr)
+	})
+	return b
+}
+
 func TestSecretSyncAgainstAPIServer(t *testing.T) {
 	c := startCluster(t)
+	logs := captureKlog(t)
+	t.Cleanup(func() {
+		klog.Flush()
+		out := logs.String()
+		if !strings.Contains(out, "Secret sync failed") {
+			t.Errorf("log capture saw nothing: %d bytes", len(out))
+		}
+		// Every value the subtests sync; none may reach a log line.
+		for _, v := range []string{"hunter2", "t0k3n", "v4lu3", "dXNlcjpwYXNz", "PRIVATE KEY"} {
+			if strings.Contains(out, v) {
+				t.Errorf("a secret value (%q) appears in the driver's log", v)
+			}
+		}
+		if n := strings.Count(out, "Secret sync is DISABLED"); n != 1 {
+			t.Errorf("the driver said %d times that Secret sync is disabled, want once", n)
+		}
+	})
 
 	t.Run("opaque, tls from pem and pfx, dockerconfigjson; bare pod owned through its pod status", func(t *testing.T) {
 		ns := newNamespace(t, c, "sync-types")
