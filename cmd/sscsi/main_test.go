@@ -8,11 +8,11 @@ import (
 
 func TestRun(t *testing.T) {
 	var out, errb bytes.Buffer
-	good := "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: a, namespace: n}\nspec: {provider: fake, parameters: {objects: '- {objectName: u, value: v}'}}\n"
+	good := "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: a, namespace: team}\nspec: {provider: fake, parameters: {objects: '- {objectName: u, value: v}'}}\n"
 	if rc := run([]string{"lint", "-"}, strings.NewReader(good), &out, &errb); rc != 0 {
 		t.Fatalf("rc = %d, out %s %s", rc, out.String(), errb.String())
 	}
-	if !strings.Contains(out.String(), "n/a mounts: [u]") {
+	if !strings.Contains(out.String(), "team/a mounts: [u]") {
 		t.Errorf("out = %s", out.String())
 	}
 	out.Reset()
