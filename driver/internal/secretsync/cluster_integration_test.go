@@ -748,7 +748,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		pod := createPod(t, c.cs, ns, "p1")
 		n.publish(t, pod, "rbac")
 		// Decided by the access review, before any write was tried.
-		waitEvent(t, c.cs, pod, EventReason, "Secret sync is disabled", "missing verbs create, get, update on secrets", SecretSyncRole)
+		waitEvent(t, c.cs, pod, EventReason, "secret sync is disabled", "missing verbs create, get, update on secrets", SecretSyncRole)
 		if _, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), "rbac", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("Secret written without the role: %v", err)
 		}

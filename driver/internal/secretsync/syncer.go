@@ -50,7 +50,7 @@ var (
 	// not retried.
 	ErrObjectNotFound = errors.New("objectName not found in the mounted volume")
 	// ErrSyncDisabled: the driver may not write Secrets (RBAC).
-	ErrSyncDisabled = errors.New("Secret sync is disabled: the driver is not allowed to get, create and update Secrets")
+	ErrSyncDisabled = errors.New("secret sync is disabled: the driver is not allowed to get, create and update Secrets")
 	// errOwnerNotReady: the bare pod's SecretProviderClassPodStatus is not
 	// written yet; retried quietly.
 	errOwnerNotReady = errors.New("owner not created yet")
