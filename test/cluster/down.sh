@@ -24,6 +24,8 @@ stop() {
 # containers through our containerd, then containerd and the control plane.
 stop secrets-store-csi-driver
 stop provider-fake
+stop provider-aws
+stop moto-server
 stop kubelet
 
 ctr_() { ctr --address "$CTRD_SOCK" -n k8s.io "$@"; }
