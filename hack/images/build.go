@@ -37,6 +37,13 @@ var projectBinaries = []string{"secrets-store-csi-driver", "provider-fake", "pro
 // epoch is the timestamp of every file and image, so identical inputs give identical digests.
 var epoch = time.Unix(0, 0).UTC()
 
+// image is one image to write: a single layer of files and the command it runs.
+type image struct {
+	name  string
+	files []file
+	entry []string
+}
+
 // file is one entry of an image layer.
 type file struct {
 	path  string // absolute path inside the image
@@ -54,22 +61,12 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	imgs := []struct {
-		name  string
-		files []file
-		entry []string
-	}{
-		{"pause", append(baseFiles(), file{path: "/pause", mode: 0o755, data: pause}), []string{"/pause"}},
-	}
+	imgs := []image{{name: "pause", files: append(baseFiles(), file{path: "/pause", mode: 0o755, data: pause}), entry: []string{"/pause"}}}
 	bb, err := busyboxFiles(ctx, cfg.busybox)
 	if err != nil {
 		return err
 	}
-	imgs = append(imgs, struct {
-		name  string
-		files []file
-		entry []string
-	}{"busybox", append(baseFiles(), bb...), []string{"/bin/sh"}})
+	imgs = append(imgs, image{name: "busybox", files: append(baseFiles(), bb...), entry: []string{"/bin/sh"}})
 	for _, b := range projectBinaries {
 		data, err := os.ReadFile(filepath.Join(cfg.binDir, b))
 		if errors.Is(err, os.ErrNotExist) {
@@ -79,12 +76,7 @@ func run(ctx context.Context, cfg config) error {
 		if err != nil {
 			return fmt.Errorf("reading binary %s: %w", b, err)
 		}
-		files := append(baseFiles(), file{path: "/" + b, mode: 0o755, data: data})
-		imgs = append(imgs, struct {
-			name  string
-			files []file
-			entry []string
-		}{b, files, []string{"/" + b}})
+		imgs = append(imgs, image{name: b, files: append(baseFiles(), file{path: "/" + b, mode: 0o755, data: data}), entry: []string{"/" + b}})
 	}
 	for _, im := range imgs {
 		tag := "latest"
