@@ -45,9 +45,9 @@ func TestDecodeRequest(t *testing.T) {
 
 func TestDecodeRequestErrorsNameTheFieldNotTheValue(t *testing.T) {
 	cases := map[string]*v1alpha1.MountRequest{
-		"attributes": {Attributes: `{"a": "SECRETVALUE"`},
-		"secrets":    {Attributes: "{}", Secrets: `["SECRETVALUE"]`},
-		"permission": {Attributes: "{}", Permission: "4095"},
+		"attributes":            {Attributes: `{"a": "SECRETVALUE"`},
+		"secrets":               {Attributes: "{}", Secrets: `["SECRETVALUE"]`},
+		"permission":            {Attributes: "{}", Permission: "4095"},
 		"serviceAccount.tokens": {Attributes: `{"csi.storage.k8s.io/serviceAccount.tokens":"SECRETVALUE"}`},
 	}
 	for field, in := range cases {
