@@ -72,8 +72,8 @@ spec:
 
 func TestBadClasses(t *testing.T) {
 	cases := map[string]struct{ yaml, field string }{
-		"no provider": {`spec: {parameters: {objects: x}}`, "spec.provider"},
-		"bad provider": {`spec: {provider: "../x"}`, "spec.provider"},
+		"no provider":   {`spec: {parameters: {objects: x}}`, "spec.provider"},
+		"bad provider":  {`spec: {provider: "../x"}`, "spec.provider"},
 		"unknown field": {`spec: {provider: fake, paramters: {}}`, "-"},
 		"aws dup alias": {`spec:
   provider: aws
