@@ -102,6 +102,9 @@ func splitPFX(data []byte) (tlsBundle, error) {
 	if dec, err := base64.StdEncoding.DecodeString(string(compact)); err == nil {
 		der = dec
 	}
+	if err := checkPFXIterations(der); err != nil {
+		return tlsBundle{}, err
+	}
 	key, leaf, cas, err := pkcs12.DecodeChain(der, "")
 	if err != nil {
 		return tlsBundle{}, fmt.Errorf("neither PEM nor a password-less PKCS#12 (PFX) archive, binary or base64: %w", err)

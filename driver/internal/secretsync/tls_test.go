@@ -182,6 +182,29 @@ func TestSplitTLSRejects(t *testing.T) {
 	}
 }
 
+func TestSplitTLSRejectsCostlyPFX(t *testing.T) {
+	c := newChain(t, false)
+	der, err := pkcs12.Modern.WithIterations(maxPFXIterations+1).Encode(c.leafKey, c.leaf, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = splitTLS([]byte(base64.StdEncoding.EncodeToString(der)))
+	if err == nil || !strings.Contains(err.Error(), "iterations") {
+		t.Fatalf("err = %v, want a refusal of the iteration count", err)
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("refusing took %s: the key derivation ran", d)
+	}
+	ok, err := pkcs12.Modern.WithIterations(600_000).Encode(c.leafKey, c.leaf, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := splitTLS(ok); err != nil {
+		t.Errorf("binary PFX with 600000 iterations: %v", err)
+	}
+}
+
 func TestCheckKeyPairMismatch(t *testing.T) {
 	a, b := newChain(t, false), newChain(t, false)
 	if err := checkKeyPair(certPEM(a.leaf), keyPEM(t, b.leafKey, "ec")); err == nil {
