@@ -377,7 +377,13 @@ func ownerRef(apiVersion, kind, name string, uid types.UID) metav1.OwnerReferenc
 func (s *Syncer) upsert(ctx context.Context, want *corev1.Secret, owners []metav1.OwnerReference) (bool, error) {
 	secrets := secretClient{c: s.cfg.Core, ns: want.Namespace}
 	wrote := false
-	retriable := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
+	retriable := func(err error) bool {
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			klog.V(4).InfoS("Secret changed under the driver; retrying", "secret", klog.KObj(want))
+			return true
+		}
+		return false
+	}
 	err := retry.OnError(wait.Backoff{Steps: 6, Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.2}, retriable, func() error {
 		cur, err := secrets.get(ctx, want.Name)
 		if apierrors.IsNotFound(err) {
