@@ -1,6 +1,8 @@
-// Package kubeclient builds the Kubernetes API clients the driver uses: the
-// core clientset and a REST client for the secrets-store CRDs, with the
-// client-side rate limits set from flags.
+// Package kubeclient builds the Kubernetes API clients the driver uses:
+// plain REST clients for core/v1 and for the secrets-store CRDs, with the
+// client-side rate limits set from flags. The generated clientset is not
+// linked: its scheme registers every API group and costs about 10 MiB of
+// resident memory per node for types the driver never uses.
 package kubeclient
 
 import (
@@ -12,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -35,7 +36,6 @@ type Config struct {
 // Clients are the API clients of one process.
 type Clients struct {
 	Config *rest.Config
-	Core   kubernetes.Interface
 	// CoreREST is a REST client for the core/v1 group with a scheme that
 	// knows only core/v1: a fraction of the memory of the full clientset.
 	CoreREST rest.Interface
@@ -87,10 +87,6 @@ func NewForConfig(base *rest.Config, cfg Config) (*Clients, error) {
 	if rc.Timeout == 0 {
 		rc.Timeout = 10 * time.Second
 	}
-	core, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("core client: %w", err)
-	}
 	crdCfg := rest.CopyConfig(rc)
 	crdCfg.GroupVersion = &ssv1.SchemeGroupVersion
 	crdCfg.APIPath = "/apis"
@@ -107,5 +103,5 @@ func NewForConfig(base *rest.Config, cfg Config) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("core REST client: %w", err)
 	}
-	return &Clients{Config: rc, Core: core, CoreREST: coreREST, CRD: crd}, nil
+	return &Clients{Config: rc, CoreREST: coreREST, CRD: crd}, nil
 }

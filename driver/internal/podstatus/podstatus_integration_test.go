@@ -104,7 +104,11 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	installCRDs(t, rc, kc.CRD)
-	e := env{cs: kc.Core, crd: kc.CRD}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := env{cs: cs, crd: kc.CRD}
 	mkNS := func(t *testing.T, ns string) {
 		t.Helper()
 		if _, err := e.cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
