@@ -155,6 +155,7 @@ func BenchmarkRSS(b *testing.B) {
 		}
 		time.Sleep(2 * time.Second)
 		held := rssMiB(b, env.PID)
+		heldAnon, heldFile := statusMiB(b, env.PID, "RssAnon:"), statusMiB(b, env.PID, "RssFile:")
 		for i, t := range targets {
 			if err := c.unpublish(b.Context(), 500_000+i, t); err != nil {
 				b.Fatal(err)
@@ -162,22 +163,29 @@ func BenchmarkRSS(b *testing.B) {
 		}
 		b.ReportMetric(idle, "idle-RSS-MiB")
 		b.ReportMetric(held, "110vol-RSS-MiB")
+		b.ReportMetric(heldAnon, "110vol-anon-MiB")
+		b.ReportMetric(heldFile, "110vol-file-MiB")
 	}
 	b.ReportMetric(0, "ns/op")
 }
 
 func rssMiB(b *testing.B, pid int) float64 {
+	return statusMiB(b, pid, "VmRSS:")
+}
+
+// statusMiB reads one kB field of /proc/<pid>/status in MiB.
+func statusMiB(b *testing.B, pid int, field string) float64 {
 	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}
 	}
-	b.Fatal("no VmRSS")
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
