@@ -200,7 +200,19 @@ func (w *Writer) write(ctx context.Context, obj *ssv1.SecretProviderClassPodStat
 	if err := w.cfg.Client.Get().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Do(ctx).Into(cur); err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
-	if reflect.DeepEqual(cur.Status, obj.Status) && cur.Labels[ssv1.NodeNameLabel] == w.cfg.NodeName {
+	// Owners are only added, never replaced: references written by others
+	// stay.
+	missing := []metav1.OwnerReference{}
+	for _, o := range obj.OwnerReferences {
+		found := false
+		for _, c := range cur.OwnerReferences {
+			found = found || c.UID == o.UID
+		}
+		if !found {
+			missing = append(missing, o)
+		}
+	}
+	if reflect.DeepEqual(cur.Status, obj.Status) && cur.Labels[ssv1.NodeNameLabel] == w.cfg.NodeName && len(missing) == 0 {
 		return nil
 	}
 	cur.Status = obj.Status
@@ -208,9 +220,7 @@ func (w *Writer) write(ctx context.Context, obj *ssv1.SecretProviderClassPodStat
 		cur.Labels = map[string]string{}
 	}
 	cur.Labels[ssv1.NodeNameLabel] = w.cfg.NodeName
-	if len(obj.OwnerReferences) > 0 {
-		cur.OwnerReferences = obj.OwnerReferences
-	}
+	cur.OwnerReferences = append(cur.OwnerReferences, missing...)
 	if err := w.cfg.Client.Put().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Body(cur).Do(ctx).Error(); err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
