@@ -7,6 +7,7 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "down.sh needs root"
+cluster_lock
 log "tearing down the local cluster"
 
 # stop NAME: SIGTERM the recorded process, then SIGKILL after a grace period.

@@ -92,7 +92,8 @@ start_bg() {
 	fi
 	mkdir -p "$LOGS" "$PIDS"
 	bin=$(readlink -f "$(command -v "$bin")")
-	setsid "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
+	# 8>&-: a daemon must not inherit the cluster lock (see cluster_lock).
+	setsid "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null 8>&- &
 	echo "$! $bin" >"${PIDS}/${name}.pid"
 	log "  started $name (pid $!, log ${LOGS}/${name}.log)"
 }
@@ -136,4 +137,19 @@ find_moto() {
 		fi
 	done
 	return 1
+}
+
+# cluster_lock serializes the scripts that change or depend on the one local cluster of this
+# machine (up.sh, down.sh, the e2e suite, the demo): without it, one person's down.sh or up.sh pulls
+# the node out from under another's running suite. Re-entrant through SSCSI_CLUSTER_LOCK_HELD, so
+# run.sh can hold it across up.sh and the tests. Daemons never inherit it (start_bg closes fd 8).
+cluster_lock() {
+	[ -n "${SSCSI_CLUSTER_LOCK_HELD:-}" ] && return 0
+	mkdir -p "$SSCSI_CACHE"
+	exec 8>"${SSCSI_CACHE}/cluster.lock"
+	if ! flock -n 8; then
+		log "waiting for another user of the local cluster to finish (lock ${SSCSI_CACHE}/cluster.lock)"
+		flock 8
+	fi
+	export SSCSI_CLUSTER_LOCK_HELD=1
 }

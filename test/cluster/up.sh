@@ -11,6 +11,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "up.sh needs root (mounts, containerd, kubelet)"
+cluster_lock
 log "bringing up the local cluster (state: ${CLUSTER_DIR})"
 "${REPO_ROOT}/test/cluster/build.sh"
 mkdir -p "$CLUSTER_DIR" "$LOGS" "$PIDS" "$PKI"

@@ -6,6 +6,7 @@ set -euo pipefail
 # shellcheck source=../cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
 
+cluster_lock
 "${REPO_ROOT}/test/cluster/up.sh"
 export SSCSI_KUBECONFIG="${ADMIN_KUBECONFIG}" SSCSI_KUBECTL="${KUBECTL}" SSCSI_CLUSTER_LOGS="${LOGS}"
 export SSCSI_ARTIFACTS="${SSCSI_ARTIFACTS:-${REPO_ROOT}/_artifacts}"
