@@ -24,7 +24,8 @@ RELEASE_NS=kube-system
 MOTO_PORT="${DEMO_MOTO_PORT:-5055}"
 MOTO_URL="${DEMO_MOTO_URL:-http://127.0.0.1:${MOTO_PORT}}"
 IMAGE_REPO_DEMO="${DEMO_IMAGE_REPO:-${IMAGE_REPO}}"
-ROLE_ARN="arn:aws:iam::111122223333:role/demo-app"
+# moto keeps one store per account: the role is in its default account, where demoaws seeds.
+ROLE_ARN="arn:aws:iam::123456789012:role/demo-app"
 FAKE_ADMIN=127.0.0.1:8099
 
 step() { printf '\n' >&2; log "== $*"; }
@@ -70,7 +71,11 @@ down() {
 		log "  stopped moto_server (pid ${pid})"
 	fi
 	if [ "$mode" != existing ]; then
-		"${REPO_ROOT}/test/cluster/down.sh"
+		if pgrep -f 'e2e.test' >/dev/null; then
+			log "  an e2e run uses the local cluster: leaving it up (make cluster-down when it is done)"
+		else
+			"${REPO_ROOT}/test/cluster/down.sh"
+		fi
 	fi
 	rm -rf "$DEMO_DIR"
 	log "demo removed"
@@ -86,7 +91,6 @@ mkdir -p "$DEMO_DIR" bin
 MOTO_CMD=$(find_moto)
 
 # --- 1. the cluster ---------------------------------------------------------------------------------
-HOST_DRIVER=""
 if [ -n "${DEMO_KUBECONFIG:-}" ]; then
 	[ -f "$DEMO_KUBECONFIG" ] || die "DEMO_KUBECONFIG=${DEMO_KUBECONFIG}: no such file"
 	DEMO_KC=$(readlink -f "$DEMO_KUBECONFIG")
@@ -101,17 +105,17 @@ if [ -n "${DEMO_KUBECONFIG:-}" ]; then
 	log "  images are in bin/images/*.tar; load them into your nodes (kind load image-archive ...,"
 	log "  minikube image load ...) or push them and set DEMO_IMAGE_REPO"
 else
+	# One node per machine: never install over a cluster that `make cluster-up` or `make e2e` runs
+	# with host-process drivers (two drivers would fight over the same sockets).
+	if pid_alive secrets-store-csi-driver >/dev/null || pgrep -f 'e2e.test' >/dev/null; then
+		die "the local cluster is in use by 'make cluster-up' or 'make e2e' (host-process driver or e2e run); wait for it or run 'make cluster-down', then 'make demo'"
+	fi
 	step "starting the LOCAL single-node cluster (test/cluster/up.sh; builds what it needs, reuses caches)"
 	echo "local ${ADMIN_KUBECONFIG}" >"${DEMO_DIR}/mode"
 	# Node only: the chart installs the driver and providers as DaemonSets.
 	SSCSI_NO_DRIVER=1 "${REPO_ROOT}/test/cluster/up.sh"
 	DEMO_KC="$ADMIN_KUBECONFIG"
 	KUBECTL_BIN="$KUBECTL"
-	if pid_alive secrets-store-csi-driver >/dev/null; then
-		HOST_DRIVER=1
-		log "  a host-process driver from 'make cluster-up' is running: the demo uses it and its fake"
-		log "  provider, and installs only the AWS provider from the chart"
-	fi
 fi
 
 # --- 2. the AWS backend ------------------------------------------------------------------------------
@@ -139,7 +143,7 @@ if [ -n "${DEMO_KUBECONFIG:-}" ]; then api_env='[]'; pull=IfNotPresent; fi
 cat >"${DEMO_DIR}/values.yaml" <<VALUES
 # Written by hack/demo.sh.
 linux:
-  enabled: $([ -n "$HOST_DRIVER" ] && echo false || echo true)
+  enabled: true
   image: {repository: ${IMAGE_REPO_DEMO}/secrets-store-csi-driver, tag: latest, pullPolicy: ${pull}}
   hostNetwork: true
   metricsAddr: "127.0.0.1:8095"
@@ -151,7 +155,7 @@ syncSecret:
   enabled: true
 providers:
   fake:
-    enabled: $([ -n "$HOST_DRIVER" ] && echo false || echo true)
+    enabled: true
     image: {repository: ${IMAGE_REPO_DEMO}/provider-fake, tag: latest, pullPolicy: ${pull}}
     adminAddr: "${FAKE_ADMIN}"
   aws:
@@ -265,7 +269,7 @@ log "  pod ${DEMO_NS}/demo is Running"
 show_files() {
 	demo_kc -n "$DEMO_NS" exec demo -- /bin/sh -c '
 		for d in /mnt/aws /mnt/fake; do
-			for f in $(cd $d && find . ! -name ".*" \( -type l -o -type f \) | sed "s|^\./||" | sort); do
+			for f in $(cd $d && find -L . -type f | sed "s|^\./||" | sort); do
 				case $f in ..*|*/..*) continue;; esac
 				printf "  %-26s %s\n" "$d/$f" "$(tr "\n" " " <"$d/$f")"
 			done

@@ -748,6 +748,34 @@ func TestProviders(t *testing.T) {
 	}
 }
 
+// TestHostNetworkProbes: a host-network driver bound to one address is probed
+// there; kubelet would dial the node IP otherwise.
+func TestHostNetworkProbes(t *testing.T) {
+	for _, tc := range []struct {
+		addr     string
+		hostNet  bool
+		wantHost string
+	}{
+		{"127.0.0.1:8095", true, "127.0.0.1"},
+		{":8095", true, ""},
+		{"0.0.0.0:8095", true, ""},
+		{"127.0.0.1:8095", false, ""},
+	} {
+		r, err := render(t, set("linux.metricsAddr", tc.addr, "linux.hostNetwork", tc.hostNet,
+			"providers.aws.enabled", true, "providers.aws.metricsAddr", tc.addr, "providers.aws.hostNetwork", tc.hostNet), kubeVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, c := r.driver(t)
+		aws := r.daemonSets[driverDS+"-provider-aws"].Spec.Template.Spec.Containers[0]
+		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, aws.LivenessProbe} {
+			if p.HTTPGet.Host != tc.wantHost {
+				t.Errorf("metricsAddr %s hostNetwork %v: probe host %q, want %q", tc.addr, tc.hostNet, p.HTTPGet.Host, tc.wantHost)
+			}
+		}
+	}
+}
+
 func TestRejected(t *testing.T) {
 	for _, tc := range []struct {
 		vals map[string]any

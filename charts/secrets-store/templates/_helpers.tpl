@@ -89,3 +89,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- toYaml $out -}}
 {{- end -}}
+
+{{/* probeHost: for a host-network pod whose server binds one address (e.g. 127.0.0.1:8095), the host
+kubelet's httpGet probe must connect to; kubelet would use the node IP otherwise. Argument: dict addr, hostNetwork. */}}
+{{- define "sscsi.probeHost" -}}
+{{- $h := regexReplaceAll ":[0-9]+$" (toString .addr) "" -}}
+{{- if and .hostNetwork $h (ne $h "0.0.0.0") (ne $h "[::]") -}}
+{{- trimAll "[]" $h -}}
+{{- end -}}
+{{- end -}}
