@@ -39,6 +39,12 @@ func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	var err error
 	fw, err = framework.New(ctx, framework.Config{})
+	if err == nil {
+		var ok bool
+		if ok, err = fw.DriverRegistered(ctx); err == nil && !ok {
+			err = fmt.Errorf("driver %s is not registered on node localhost (CSINode): is it running? see %s", framework.DriverName, fw.LogsDir)
+		}
+	}
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // SetFakeObject changes an object's value in the fake provider (its admin API bumps the version).
@@ -100,4 +102,18 @@ func ScanLogs(dir string, needles []string) (map[string][]string, error) {
 		return nil, fmt.Errorf("scanning logs in %s: %w", dir, err)
 	}
 	return found, nil
+}
+
+// DriverRegistered reports whether kubelet lists our driver in the node's CSINode.
+func (f *Framework) DriverRegistered(ctx context.Context) (bool, error) {
+	n, err := f.Client.StorageV1().CSINodes().Get(ctx, "localhost", metav1.GetOptions{})
+	if err != nil {
+		return false, fmt.Errorf("reading CSINode localhost: %w", err)
+	}
+	for _, d := range n.Spec.Drivers {
+		if d.Name == DriverName {
+			return true, nil
+		}
+	}
+	return false, nil
 }
