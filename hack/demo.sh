@@ -33,17 +33,6 @@ step() { printf '\n' >&2; log "== $*"; }
 # demo_kc runs kubectl against the demo's cluster.
 demo_kc() { "${KUBECTL_BIN}" --kubeconfig "${DEMO_KC}" "$@"; }
 
-# find_moto prints the moto_server command, or fails with how to get one.
-find_moto() {
-	local c
-	if [ -n "${MOTO_SERVER:-}" ]; then echo "$MOTO_SERVER"; return 0; fi
-	if c=$(command -v moto_server 2>/dev/null); then echo "$c"; return 0; fi
-	for c in $(ls -r /root/.pyenv/versions/*/bin/moto_server "${PYENV_ROOT:-/nonexistent}"/versions/*/bin/moto_server 2>/dev/null); do
-		[ -x "$c" ] && { echo "$c"; return 0; }
-	done
-	die "moto_server not found (looked at \$MOTO_SERVER, PATH, /root/.pyenv/versions/*/bin). Install it with: pip install 'moto[server]'"
-}
-
 # moto_pid prints the PID of the moto_server this demo started, if it still runs.
 moto_pid() {
 	local pid exe
@@ -82,13 +71,19 @@ down() {
 }
 
 [ "$(id -u)" -eq 0 ] || die "the demo needs root (it runs a local Kubernetes node)"
+# The local node is shared with `make cluster-up/down/e2e`: hold the cluster lock for the whole
+# demo (up.sh and down.sh take it too), so nobody tears the node down in the middle of it.
+if [ -z "${DEMO_KUBECONFIG:-}" ]; then
+	cluster_lock
+fi
 if [ "${1:-}" = --down ]; then
 	down
 	exit 0
 fi
 
 mkdir -p "$DEMO_DIR" bin
-MOTO_CMD=$(find_moto)
+MOTO_CMD=$(find_moto) ||
+	die "moto_server not found (looked at \$MOTO_SERVER, /root/.pyenv/versions/*/bin, PATH, python3 -m moto.server). Install it: pip install 'moto[server]'"
 
 # --- 1. the cluster ---------------------------------------------------------------------------------
 if [ -n "${DEMO_KUBECONFIG:-}" ]; then
@@ -105,10 +100,13 @@ if [ -n "${DEMO_KUBECONFIG:-}" ]; then
 	log "  images are in bin/images/*.tar; load them into your nodes (kind load image-archive ...,"
 	log "  minikube image load ...) or push them and set DEMO_IMAGE_REPO"
 else
-	# One node per machine: never install over a cluster that `make cluster-up` or `make e2e` runs
-	# with host-process drivers (two drivers would fight over the same sockets).
-	if pid_alive secrets-store-csi-driver >/dev/null || pgrep -f 'e2e.test' >/dev/null; then
-		die "the local cluster is in use by 'make cluster-up' or 'make e2e' (host-process driver or e2e run); wait for it or run 'make cluster-down', then 'make demo'"
+	# One node per machine, and we hold its lock. If `make cluster-up` or `make e2e` left it running
+	# with their own driver (host processes or test/cluster/driver-daemonset.yaml), two drivers
+	# would fight over the same sockets: start the node afresh for the chart.
+	if pid_alive secrets-store-csi-driver >/dev/null ||
+		{ [ -f "$ADMIN_KUBECONFIG" ] && kc -n sscsi-system get daemonset secrets-store-csi-driver >/dev/null 2>&1; }; then
+		step "the local node runs the test driver from 'make cluster-up'/'make e2e': restarting it for the demo"
+		"${REPO_ROOT}/test/cluster/down.sh"
 	fi
 	step "starting the LOCAL single-node cluster (test/cluster/up.sh; builds what it needs, reuses caches)"
 	echo "local ${ADMIN_KUBECONFIG}" >"${DEMO_DIR}/mode"
