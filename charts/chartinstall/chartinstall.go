@@ -30,6 +30,9 @@ type Options struct {
 	ChartDir   string         // path of charts/secrets-store
 	Values     map[string]any // merged over the chart's values.yaml
 	Timeout    time.Duration  // of the install or upgrade, waiting included (default 5m)
+	// SkipWait returns once the API server accepted the objects, without
+	// waiting for DaemonSet pods (for clusters without nodes, e.g. tests).
+	SkipWait bool
 	// ReplaceUnmanagedCSIDriver deletes a CSIDriver secrets-store.csi.k8s.io
 	// that no Helm release owns (e.g. applied from manifests/csidriver.yaml)
 	// so the chart can create its own; Helm refuses to adopt it otherwise.
@@ -96,7 +99,7 @@ func Apply(ctx context.Context, o Options) (*release.Release, error) {
 	case errors.Is(err, driver.ErrReleaseNotFound):
 		in := action.NewInstall(cfg)
 		in.ReleaseName, in.Namespace = o.Release, o.Namespace
-		in.Wait, in.Timeout = true, o.Timeout
+		in.Wait, in.Timeout = !o.SkipWait, o.Timeout
 		o.Logf("helm install %s (namespace %s, chart %s %s)", o.Release, o.Namespace, ch.Name(), ch.Metadata.Version)
 		rel, err := in.RunWithContext(ctx, ch, o.Values)
 		if err != nil {
@@ -108,7 +111,7 @@ func Apply(ctx context.Context, o Options) (*release.Release, error) {
 	}
 	up := action.NewUpgrade(cfg)
 	up.Namespace = o.Namespace
-	up.Wait, up.Timeout = true, o.Timeout
+	up.Wait, up.Timeout = !o.SkipWait, o.Timeout
 	o.Logf("helm upgrade %s (namespace %s, chart %s %s)", o.Release, o.Namespace, ch.Name(), ch.Metadata.Version)
 	rel, err := up.RunWithContext(ctx, o.Release, ch, o.Values)
 	if err != nil {
@@ -128,7 +131,7 @@ func Uninstall(ctx context.Context, o Options) error {
 		return err
 	}
 	un := action.NewUninstall(cfg)
-	un.Wait, un.Timeout = true, o.Timeout
+	un.Wait, un.Timeout = !o.SkipWait, o.Timeout
 	o.Logf("helm uninstall %s (namespace %s)", o.Release, o.Namespace)
 	if _, err := un.Run(o.Release); err != nil && !errors.Is(err, driver.ErrReleaseNotFound) {
 		return fmt.Errorf("helm uninstall %s: %w", o.Release, err)
