@@ -286,16 +286,22 @@ esac
 
 # provider-aws against moto_server (an AWS emulator) on the host: IRSA through moto's STS.
 if [ -x "${REPO_ROOT}/bin/provider-aws" ]; then
-	if moto=$(find_moto); then
+	moto_ok=true
+	if ! pid_alive moto-server >/dev/null && curl -fsS "http://${MOTO_ADDR}/moto-api/" >/dev/null 2>&1; then
+		log "  a moto_server we did not start already serves ${MOTO_ADDR} (make demo's?); using it"
+	elif moto=$(find_moto); then
 		# shellcheck disable=SC2086 # the command is split on purpose
 		start_bg moto-server $moto -H "${MOTO_ADDR%:*}" -p "${MOTO_ADDR#*:}"
 		wait_for "moto_server serving on ${MOTO_ADDR}" 60 curl -fsS "http://${MOTO_ADDR}/moto-api/"
+	else
+		moto_ok=false
+		log "WARNING: moto_server not found; provider-aws not started (the AWS e2e case will fail)"
+	fi
+	if $moto_ok; then
 		start_bg provider-aws "${REPO_ROOT}/bin/provider-aws" --endpoint "${PROVIDER_DIR}/aws.sock" \
 			--endpoint-url "http://${MOTO_ADDR}" --region us-east-1 --kubeconfig "${ADMIN_KUBECONFIG}" \
 			--metrics-addr 127.0.0.1:8990
 		wait_for "provider-aws socket" 30 test -S "${PROVIDER_DIR}/aws.sock"
-	else
-		log "WARNING: moto_server not found; provider-aws not started (the AWS e2e case will fail)"
 	fi
 fi
 log "cluster up in $(($(date +%s) - _SSCSI_T0))s; kubeconfig: ${ADMIN_KUBECONFIG}"
