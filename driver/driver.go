@@ -369,7 +369,7 @@ func (r *readiness) check(ctx context.Context) error {
 	defer cancel()
 	r.err = r.kc.CoreREST.Get().AbsPath("/readyz").Do(ctx).Error()
 	if r.err != nil {
-		r.err = fmt.Errorf("Kubernetes API not reachable: %w", r.err)
+		r.err = fmt.Errorf("the Kubernetes API is not reachable: %w", r.err)
 	}
 	r.checked = time.Now()
 	return r.err

@@ -21,7 +21,7 @@ var (
 	// ErrInvalid: the SecretProviderClass exists but cannot be used.
 	ErrInvalid = errors.New("SecretProviderClass invalid")
 	// ErrAPI: the Kubernetes API could not answer.
-	ErrAPI = errors.New("Kubernetes API unavailable")
+	ErrAPI = errors.New("the Kubernetes API is unavailable")
 )
 
 // Getter fetches a SecretProviderClass.
