@@ -4,5 +4,5 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ -f "$ADMIN_KUBECONFIG" ] || die "no cluster: run make cluster-up"
-echo "# kubectl: ${KUBECTL}" >&2
+echo "# kubectl: ${KUBECTL}"
 echo "$ADMIN_KUBECONFIG"
