@@ -10,16 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cluster_lock
 log "tearing down the local cluster"
 
-# stop NAME: SIGTERM the recorded process, then SIGKILL after a grace period.
-stop() {
-	local name=$1 pid i
-	pid=$(pid_alive "$name") || { rm -f "${PIDS}/${name}.pid"; return 0; }
-	kill -TERM "$pid" 2>/dev/null
-	for i in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.2; done
-	[ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null
-	rm -f "${PIDS}/${name}.pid"
-	log "  stopped $name (pid $pid)"
-}
+stop() { stop_component "$@"; }
 
 # Order: our host processes first, then kubelet (so it stops restarting pods), then the pods'
 # containers through our containerd, then containerd and the control plane.

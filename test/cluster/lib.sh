@@ -81,14 +81,36 @@ pid_alive() {
 	echo "$pid"
 }
 
+# stop_component NAME: SIGTERM the recorded process, SIGKILL after 10 s; forget its PID file.
+stop_component() {
+	local name=$1 pid
+	pid=$(pid_alive "$name") || {
+		rm -f "${PIDS}/${name}.pid"
+		return 0
+	}
+	kill -TERM "$pid" 2>/dev/null
+	# readlink fails once the process has exited, even while it is an unreaped zombie.
+	for _ in $(seq 50); do readlink "/proc/$pid/exe" >/dev/null 2>&1 || break; sleep 0.2; done
+	readlink "/proc/$pid/exe" >/dev/null 2>&1 && kill -KILL "$pid" 2>/dev/null
+	rm -f "${PIDS}/${name}.pid"
+	log "  stopped $name (pid $pid)"
+}
+
 # start_bg NAME BINARY ARGS... starts a component in its own session, logging to LOGS/NAME.log and
 # recording "PID EXE" in PIDS/NAME.pid. Does nothing if it is already running.
 start_bg() {
 	local name=$1 bin=$2
 	shift 2
-	if pid_alive "$name" >/dev/null; then
-		log "  $name already running (pid $(pid_alive "$name"))"
-		return 0
+	local pid
+	if pid=$(pid_alive "$name"); then
+		# A rebuilt binary (make build, build.sh --force) replaces the file: restart on the new one.
+		if readlink "/proc/${pid}/exe" 2>/dev/null | grep -q ' (deleted)$'; then
+			log "  $name binary was rebuilt; restarting it"
+			stop_component "$name"
+		else
+			log "  $name already running (pid ${pid})"
+			return 0
+		fi
 	fi
 	mkdir -p "$LOGS" "$PIDS"
 	bin=$(readlink -f "$(command -v "$bin")")
