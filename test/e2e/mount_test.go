@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/sscsi/secrets-store/test/e2e/framework"
 )
@@ -46,6 +47,16 @@ func TestMount(t *testing.T) {
 			}
 			if strings.TrimSpace(mode) != "640" {
 				t.Errorf("password mode = %s, want 640", strings.TrimSpace(mode))
+			}
+
+			// The driver records the mount: SecretProviderClassPodStatus <pod>-<ns>-<spc>.
+			st := fw.WaitSPCPodStatus(t, ns, "app", "app", 30*time.Second)
+			objs, _, _ := unstructured.NestedSlice(st.Object, "status", "objects")
+			if len(objs) != 2 {
+				t.Errorf("SecretProviderClassPodStatus lists %d objects, want 2: %v", len(objs), st.Object["status"])
+			}
+			if node := st.GetLabels()["internal.secrets-store.csi.k8s.io/node-name"]; node != "localhost" {
+				t.Errorf("SecretProviderClassPodStatus node-name label = %q, want localhost", node)
 			}
 		})
 	}
@@ -120,6 +131,7 @@ func TestUnmountOnPodDeletion(t *testing.T) {
 	if len(mounts) == 0 {
 		t.Fatalf("no mount under %s while the pod runs", podDir)
 	}
+	fw.WaitSPCPodStatus(t, ns, "app", "app", 30*time.Second)
 	fw.DeletePod(t, ns, "app", 60*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -135,6 +147,8 @@ func TestUnmountOnPodDeletion(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	// Its owner (the pod) is gone: the garbage collector removes the status too.
+	fw.WaitSPCPodStatusGone(t, ns, "app", "app", 60*time.Second)
 }
 
 // TestMetrics: the driver's metrics endpoint counts publishes.

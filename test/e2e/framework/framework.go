@@ -439,3 +439,44 @@ func poll(ctx context.Context, timeout time.Duration, cond func(context.Context)
 		}
 	}
 }
+
+// SPCPodStatusResource is the resource of SecretProviderClassPodStatus (v1).
+var SPCPodStatusResource = schema.GroupVersionResource{Group: SPCGroup, Version: "v1", Resource: "secretproviderclasspodstatuses"}
+
+// SPCPodStatusName is the name the driver gives the status of a pod's mount of an SPC.
+func SPCPodStatusName(pod, namespace, spc string) string { return pod + "-" + namespace + "-" + spc }
+
+// WaitSPCPodStatus waits until the SecretProviderClassPodStatus of the pod's mount of spc reports
+// mounted, and returns it.
+func (f *Framework) WaitSPCPodStatus(t testing.TB, namespace, pod, spc string, timeout time.Duration) *unstructured.Unstructured {
+	t.Helper()
+	name := SPCPodStatusName(pod, namespace, spc)
+	var got *unstructured.Unstructured
+	err := poll(t.Context(), timeout, func(ctx context.Context) (bool, error) {
+		u, err := f.Dynamic.Resource(SPCPodStatusResource).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		got = u
+		mounted, _, _ := unstructured.NestedBool(u.Object, "status", "mounted")
+		return mounted, nil
+	})
+	if err != nil {
+		t.Fatalf("SecretProviderClassPodStatus %s/%s not mounted within %s (last: %v)", namespace, name, timeout, got)
+	}
+	return got
+}
+
+// WaitSPCPodStatusGone waits until the SecretProviderClassPodStatus is deleted (garbage collected
+// with its pod).
+func (f *Framework) WaitSPCPodStatusGone(t testing.TB, namespace, pod, spc string, timeout time.Duration) {
+	t.Helper()
+	name := SPCPodStatusName(pod, namespace, spc)
+	err := poll(t.Context(), timeout, func(ctx context.Context) (bool, error) {
+		_, err := f.Dynamic.Resource(SPCPodStatusResource).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+		return err != nil, nil
+	})
+	if err != nil {
+		t.Fatalf("SecretProviderClassPodStatus %s/%s still present %s after its pod was deleted", namespace, name, timeout)
+	}
+}
