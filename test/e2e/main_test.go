@@ -88,6 +88,7 @@ type fakeObject struct {
 	FilePermission string `json:"filePermission,omitempty"`
 	Source         string `json:"source,omitempty"`
 	Key            string `json:"key,omitempty"`
+	Path           string `json:"path,omitempty"`
 }
 
 func fakeParams(t *testing.T, objs ...fakeObject) map[string]string {

@@ -30,7 +30,8 @@ func TestMount(t *testing.T) {
 			fw.CreateSPC(t, framework.SPC{Name: "app", Namespace: ns, Version: version, Provider: "fake",
 				Parameters: fakeParams(t,
 					fakeObject{ObjectName: "username", Value: user},
-					fakeObject{ObjectName: "password", Value: pass, FilePermission: "0640"})})
+					fakeObject{ObjectName: "password", Value: pass, FilePermission: "0640"},
+					fakeObject{ObjectName: "nested", Value: user, Path: "dir/sub/nested"})})
 			vol := framework.CSIVolume{Name: "secrets", SPC: "app"}
 			fw.CreatePod(t, framework.BusyboxPod(ns, "app", vol))
 			fw.WaitPodRunning(t, ns, "app", podTimeout)
@@ -40,6 +41,9 @@ func TestMount(t *testing.T) {
 			}
 			if got := fw.ReadFile(t, ns, "app", vol.MountPath()+"/password"); got != pass {
 				t.Errorf("password = %q, want %q", got, pass)
+			}
+			if got := fw.ReadFile(t, ns, "app", vol.MountPath()+"/dir/sub/nested"); got != user {
+				t.Errorf("dir/sub/nested = %q, want %q", got, user)
 			}
 			mode, err := fw.Exec(t.Context(), ns, "app", "stat", "-L", "-c", "%a", vol.MountPath()+"/password")
 			if err != nil {
@@ -52,8 +56,8 @@ func TestMount(t *testing.T) {
 			// The driver records the mount: SecretProviderClassPodStatus <pod>-<ns>-<spc>.
 			st := fw.WaitSPCPodStatus(t, ns, "app", "app", 30*time.Second)
 			objs, _, _ := unstructured.NestedSlice(st.Object, "status", "objects")
-			if len(objs) != 2 {
-				t.Errorf("SecretProviderClassPodStatus lists %d objects, want 2: %v", len(objs), st.Object["status"])
+			if len(objs) != 3 {
+				t.Errorf("SecretProviderClassPodStatus lists %d objects, want 3: %v", len(objs), st.Object["status"])
 			}
 			if node := st.GetLabels()["internal.secrets-store.csi.k8s.io/node-name"]; node != "localhost" {
 				t.Errorf("SecretProviderClassPodStatus node-name label = %q, want localhost", node)
