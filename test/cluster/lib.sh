@@ -114,8 +114,7 @@ start_bg() {
 	fi
 	mkdir -p "$LOGS" "$PIDS"
 	bin=$(readlink -f "$(command -v "$bin")")
-	# 8>&-: a daemon must not inherit the cluster lock (see cluster_lock).
-	setsid "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null 8>&- &
+	setsid "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
 	echo "$! $bin" >"${PIDS}/${name}.pid"
 	log "  started $name (pid $!, log ${LOGS}/${name}.log)"
 }
@@ -163,15 +162,27 @@ find_moto() {
 
 # cluster_lock serializes the scripts that change or depend on the one local cluster of this
 # machine (up.sh, down.sh, the e2e suite, the demo): without it, one person's down.sh or up.sh pulls
-# the node out from under another's running suite. Re-entrant through SSCSI_CLUSTER_LOCK_HELD, so
-# run.sh can hold it across up.sh and the tests. Daemons never inherit it (start_bg closes fd 8).
+# the node out from under another's running suite. The lock is a directory holding the PID of the
+# script that took it; it is free again as soon as that process has exited (no unlock needed, and
+# a crash never leaves it stuck). Unlike flock, daemons started meanwhile do not inherit it.
+# Re-entrant through SSCSI_CLUSTER_LOCK_HELD, so run.sh can hold it across up.sh and the tests.
 cluster_lock() {
 	[ -n "${SSCSI_CLUSTER_LOCK_HELD:-}" ] && return 0
+	local d="${SSCSI_CACHE}/cluster.lock.d" holder waited=false
 	mkdir -p "$SSCSI_CACHE"
-	exec 8>"${SSCSI_CACHE}/cluster.lock"
-	if ! flock -n 8; then
-		log "waiting for another user of the local cluster to finish (lock ${SSCSI_CACHE}/cluster.lock)"
-		flock 8
-	fi
-	export SSCSI_CLUSTER_LOCK_HELD=1
+	until mkdir "$d" 2>/dev/null; do
+		holder=$(cat "$d/pid" 2>/dev/null || true)
+		if { [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; } ||
+			{ [ -z "$holder" ] && [ -n "$(find "$d" -maxdepth 0 -mmin +1 2>/dev/null)" ]; }; then
+			rm -rf "$d" # its holder has exited
+			continue
+		fi
+		if ! $waited; then
+			log "waiting for another user of the local cluster to finish (pid ${holder}: $(ps -o args= -p "${holder:-0}" 2>/dev/null | cut -c1-80))"
+			waited=true
+		fi
+		sleep 1
+	done
+	echo "$$" >"$d/pid"
+	export SSCSI_CLUSTER_LOCK_HELD=$$
 }
