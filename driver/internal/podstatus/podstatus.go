@@ -37,10 +37,13 @@ type Writer struct {
 	cfg  Config
 	wake chan struct{}
 
-	mu      sync.Mutex                                    // guards pending, written, targets
+	mu      sync.Mutex                                    // guards pending, written, inflight, targets
 	pending map[string]*ssv1.SecretProviderClassPodStatus // by namespace/name, latest wins
 	written map[string]ssv1.SecretProviderClassPodStatusStatus
-	targets map[string]string // target path -> key
+	// inflight holds the statuses being written right now, so that a
+	// Record of the same state during the write is not queued again.
+	inflight map[string]ssv1.SecretProviderClassPodStatusStatus
+	targets  map[string]string // target path -> key
 }
 
 var _ publish.StatusRecorder = (*Writer)(nil)
@@ -54,11 +57,12 @@ func New(cfg Config) (*Writer, error) {
 		cfg.MaxBackoff = 30 * time.Second
 	}
 	return &Writer{
-		cfg:     cfg,
-		wake:    make(chan struct{}, 1),
-		pending: map[string]*ssv1.SecretProviderClassPodStatus{},
-		written: map[string]ssv1.SecretProviderClassPodStatusStatus{},
-		targets: map[string]string{},
+		cfg:      cfg,
+		wake:     make(chan struct{}, 1),
+		pending:  map[string]*ssv1.SecretProviderClassPodStatus{},
+		written:  map[string]ssv1.SecretProviderClassPodStatusStatus{},
+		inflight: map[string]ssv1.SecretProviderClassPodStatusStatus{},
+		targets:  map[string]string{},
 	}, nil
 }
 
@@ -88,7 +92,7 @@ func (w *Writer) Record(o publish.Outcome) {
 	}
 	key := obj.Namespace + "/" + obj.Name
 	w.mu.Lock()
-	if reflect.DeepEqual(w.written[key], obj.Status) {
+	if reflect.DeepEqual(w.written[key], obj.Status) || w.inflightEqualLocked(key, obj.Status) {
 		w.mu.Unlock()
 		return
 	}
@@ -99,6 +103,13 @@ func (w *Writer) Record(o publish.Outcome) {
 	case w.wake <- struct{}{}:
 	default:
 	}
+}
+
+// inflightEqualLocked reports whether st is being written right now; the
+// caller holds mu.
+func (w *Writer) inflightEqualLocked(key string, st ssv1.SecretProviderClassPodStatusStatus) bool {
+	cur, ok := w.inflight[key]
+	return ok && reflect.DeepEqual(cur, st)
 }
 
 // Forget implements publish.StatusRecorder: the volume is gone; drop what
@@ -156,10 +167,14 @@ func (w *Writer) flush(ctx context.Context) (failed bool) {
 	w.mu.Lock()
 	batch := w.pending
 	w.pending = map[string]*ssv1.SecretProviderClassPodStatus{}
+	for key, obj := range batch {
+		w.inflight[key] = obj.Status
+	}
 	w.mu.Unlock()
 	for key, obj := range batch {
 		err := w.write(ctx, obj)
 		w.mu.Lock()
+		delete(w.inflight, key)
 		switch {
 		case !w.trackedLocked(key):
 			// Forgotten while the write was in flight: the volume is gone.
