@@ -4,6 +4,7 @@
 # the driver + fake provider as host processes. Idempotent: running components are left alone.
 # See ../../../shared/LOCAL-CLUSTER.md for why each setting is what it is.
 #   SSCSI_NO_DRIVER=1              bring up the node only
+#   SSCSI_DRIVER_MODE=chart        install charts/secrets-store with the Helm SDK (driver + fake provider)
 #   SSCSI_DRIVER_MODE=daemonset    run the driver and fake provider as DaemonSet pods (default: host
 #                                  processes, quickest to debug)
 set -euo pipefail
@@ -281,7 +282,37 @@ daemonset)
 	log "  driver and fake provider DaemonSets ready"
 	wait_for "driver registered with kubelet (CSINode)" 60 driver_registered
 	;;
-*) die "SSCSI_DRIVER_MODE must be host or daemonset" ;;
+chart)
+	# What users install: charts/secrets-store through the Helm Go SDK (hack/demoinstall), least-
+	# privilege RBAC, Secret sync on, the fake provider on the node's loopback for the admin API.
+	for b in secrets-store-csi-driver provider-fake; do
+		[ -f "${REPO_ROOT}/bin/images/${b}.tar" ] || die "bin/images/${b}.tar missing: make build images"
+	done
+	(cd "$REPO_ROOT" && go build -o bin/demoinstall ./hack/demoinstall)
+	values="${CLUSTER_DIR}/chart-values.yaml"
+	cat >"$values" <<VALUES
+linux:
+  image: {repository: ${IMAGE_REPO}/secrets-store-csi-driver, tag: latest, pullPolicy: Never}
+  hostNetwork: true
+  metricsAddr: "127.0.0.1:8095"
+  env: [{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}, {name: KUBERNETES_SERVICE_PORT, value: "6443"}]
+logVerbosity: 4
+enableSecretRotation: true
+rotationPollInterval: 10s
+syncSecret: {enabled: true}
+tokenRequests: [{audience: sscsi-e2e}, {audience: sts.amazonaws.com}]
+providers:
+  fake:
+    enabled: true
+    image: {repository: ${IMAGE_REPO}/provider-fake, tag: latest, pullPolicy: Never}
+    adminAddr: "127.0.0.1:8099"
+VALUES
+	"${REPO_ROOT}/bin/demoinstall" -kubeconfig "$ADMIN_KUBECONFIG" -namespace kube-system -release secrets-store \
+		-chart "${REPO_ROOT}/charts/secrets-store" -values "$values" -replace-unmanaged-csidriver -timeout 3m
+	log "  chart installed (release kube-system/secrets-store)"
+	wait_for "driver registered with kubelet (CSINode)" 90 driver_registered
+	;;
+*) die "SSCSI_DRIVER_MODE must be host, daemonset or chart" ;;
 esac
 
 # provider-aws against moto_server (an AWS emulator) on the host: IRSA through moto's STS.
