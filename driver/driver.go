@@ -7,11 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -36,6 +33,7 @@ import (
 	"github.com/sscsi/secrets-store/driver/internal/spc"
 	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/serve"
 )
 
 // BuildVersion is set at link time.
@@ -227,10 +225,10 @@ func Run(ctx context.Context, c Config) error {
 	g.Go(func() error { secrets.Run(ctx); return nil })
 	g.Go(func() error { return serveCSI(ctx, sock, srv) })
 	if c.MetricsAddr != "" {
-		g.Go(func() error { return serveHTTP(ctx, c.MetricsAddr, metricsMux(m, ready)) })
+		g.Go(func() error { return serve.HTTP(ctx, c.MetricsAddr, metricsMux(m, ready)) })
 	}
 	if c.EnablePprof {
-		g.Go(func() error { return serveHTTP(ctx, fmt.Sprintf("127.0.0.1:%d", c.PprofPort), pprofMux()) })
+		g.Go(func() error { return serve.HTTP(ctx, fmt.Sprintf("127.0.0.1:%d", c.PprofPort), pprofMux()) })
 	}
 	if c.KubeletRegistration {
 		regDir := filepath.Join(c.KubeletDir, "plugins_registry")
@@ -276,53 +274,10 @@ func (t timeoutProviders) Mount(ctx context.Context, provider string, req *v1alp
 }
 
 func serveCSI(ctx context.Context, sock string, srv *csi.Server) error {
-	if err := os.MkdirAll(filepath.Dir(sock), 0o750); err != nil {
-		return fmt.Errorf("create CSI socket directory: %w", err)
-	}
-	if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove stale CSI socket %s: %w", sock, err)
-	}
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		return fmt.Errorf("listen on CSI socket %s: %w", sock, err)
-	}
 	g := grpc.NewServer(grpc.ChainUnaryInterceptor(csi.LogInterceptor))
 	csipb.RegisterIdentityServer(g, srv)
 	csipb.RegisterNodeServer(g, srv)
-	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
-	klog.InfoS("CSI socket serving", "socket", sock)
-	select {
-	case <-ctx.Done():
-		done := make(chan struct{})
-		go func() { g.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			g.Stop()
-		}
-		return nil
-	case err := <-errc:
-		return fmt.Errorf("serve CSI socket: %w", err)
-	}
-}
-
-func serveHTTP(ctx context.Context, addr string, h http.Handler) error {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(lis) }()
-	select {
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		return hs.Shutdown(sctx)
-	case err := <-errc:
-		return fmt.Errorf("serve %s: %w", addr, err)
-	}
+	return serve.GRPC(ctx, sock, g)
 }
 
 func metricsMux(m *metrics.Recorder, r *readiness) http.Handler {

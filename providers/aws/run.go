@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/sscsi/secrets-store/internal/serve"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
@@ -176,7 +177,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(ctx, cfg.Socket) })
 	if cfg.HTTPAddr != "" {
-		g.Go(func() error { return plugin.ServeHTTP(ctx, cfg.HTTPAddr, srv.HTTPHandler(reg)) })
+		g.Go(func() error { return serve.HTTP(ctx, cfg.HTTPAddr, srv.HTTPHandler(reg)) })
 	}
 	return g.Wait()
 }

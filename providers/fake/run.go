@@ -3,14 +3,10 @@ package fake
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/http"
-	"time"
 
 	"golang.org/x/sync/errgroup"
-	"k8s.io/klog/v2"
 
+	"github.com/sscsi/secrets-store/internal/serve"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
@@ -48,24 +44,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(ctx, cfg.Socket) })
 	if cfg.AdminAddr != "" {
-		lis, err := net.Listen("tcp", cfg.AdminAddr)
-		if err != nil {
-			return fmt.Errorf("admin API: listen on %s: %w", cfg.AdminAddr, err)
-		}
-		hs := &http.Server{Handler: b.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		klog.InfoS("admin API serving", "addr", lis.Addr().String())
-		g.Go(func() error {
-			if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			return hs.Shutdown(sctx)
-		})
+		g.Go(func() error { return serve.HTTP(ctx, cfg.AdminAddr, b.AdminHandler()) })
 	}
 	return g.Wait()
 }

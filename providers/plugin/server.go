@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -26,6 +24,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/serve"
 )
 
 // Backend fetches the objects a mount asks for. Implementations must be safe
@@ -175,41 +174,18 @@ func (s *Server) finish(req *Request, resp *Response) (*v1alpha1.MountResponse, 
 }
 
 // Serve listens on socketPath (replacing a stale socket) and serves the
-// provider API and the gRPC health service until ctx is done.
+// provider API and the gRPC health service until ctx is done; the health
+// service reports NOT_SERVING from the moment ctx ends.
 func (s *Server) Serve(ctx context.Context, socketPath string) error {
-	if err := os.MkdirAll(filepath.Dir(socketPath), 0o755); err != nil {
-		return fmt.Errorf("create socket directory: %w", err)
-	}
-	if err := os.Remove(socketPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove stale socket %s: %w", socketPath, err)
-	}
-	lis, err := net.Listen("unix", socketPath)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", socketPath, err)
-	}
 	g := grpc.NewServer(grpc.ChainUnaryInterceptor(LogInterceptor))
 	v1alpha1.RegisterCSIDriverProviderServer(g, s)
 	healthpb.RegisterHealthServer(g, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(v1alpha1.CSIDriverProvider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	klog.InfoS("provider serving", "provider", s.cfg.Name, "socket", socketPath, "version", s.cfg.Version, "go", runtime.Version())
-	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
-	select {
-	case <-ctx.Done():
-		s.health.Shutdown()
-		stopped := make(chan struct{})
-		go func() { g.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-			g.Stop()
-		}
-		_ = os.Remove(socketPath)
-		return nil
-	case err := <-errc:
-		return fmt.Errorf("serve %s: %w", socketPath, err)
-	}
+	stop := context.AfterFunc(ctx, s.health.Shutdown)
+	defer stop()
+	klog.InfoS("provider starting", "provider", s.cfg.Name, "socket", socketPath, "version", s.cfg.Version, "go", runtime.Version())
+	return serve.GRPC(ctx, socketPath, g)
 }
 
 // Healthy reports whether the gRPC health service says SERVING; used by

@@ -7,16 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net"
-	"os"
 	"path/filepath"
 	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/sscsi/secrets-store/internal/serve"
 )
 
 // Config configures the registration server.
@@ -77,34 +75,10 @@ func (s *Server) SocketPath() string {
 // Serve serves until ctx is done; the socket is removed on exit so that
 // kubelet deregisters the driver.
 func (s *Server) Serve(ctx context.Context) error {
-	if err := os.MkdirAll(s.cfg.RegistryDir, 0o750); err != nil {
-		return fmt.Errorf("registration: create %s: %w", s.cfg.RegistryDir, err)
-	}
-	p := s.SocketPath()
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("registration: remove stale socket: %w", err)
-	}
-	lis, err := net.Listen("unix", p)
-	if err != nil {
-		return fmt.Errorf("registration: listen on %s: %w", p, err)
-	}
 	g := grpc.NewServer()
 	registerapi.RegisterRegistrationServer(g, s)
-	klog.InfoS("kubelet registration socket serving", "socket", p)
-	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
-	select {
-	case <-ctx.Done():
-		done := make(chan struct{})
-		go func() { g.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			g.Stop()
-		}
-		_ = os.Remove(p)
-		return nil
-	case err := <-errc:
-		return fmt.Errorf("registration: serve: %w", err)
+	if err := serve.GRPC(ctx, s.SocketPath(), g); err != nil {
+		return fmt.Errorf("registration: %w", err)
 	}
+	return nil
 }
