@@ -21,7 +21,8 @@ var CSIDriver []byte
 // RBAC holds rbac/*.yaml: the driver's ServiceAccount (serviceaccount.yaml),
 // its base ClusterRole and binding (base.yaml) and the separate Secret sync
 // ClusterRole and binding (secret-sync.yaml), bound only when Secret sync is
-// enabled.
+// enabled, and the roles for people that Kubernetes aggregates into admin,
+// edit and view (aggregated.yaml, upstream's names).
 //
 //go:embed rbac/*.yaml
 var RBAC embed.FS

@@ -2,7 +2,9 @@ package manifests_test
 
 import (
 	"bytes"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -59,5 +61,77 @@ func TestRBACLeastPrivilege(t *testing.T) {
 				t.Errorf("sync role grants %v on %v", r.Verbs, r.Resources)
 			}
 		}
+	}
+}
+
+// aggregatedRoles are upstream's ClusterRoles for people: name -> the
+// aggregation labels and verbs on the one resource each grants. RoleBindings
+// and alerts written for upstream refer to these names.
+var aggregatedRoles = map[string]struct {
+	Labels   []string
+	Resource string
+	Verbs    []string
+}{
+	"secretproviderclasses-admin-role": {
+		[]string{"rbac.authorization.k8s.io/aggregate-to-admin", "rbac.authorization.k8s.io/aggregate-to-edit"},
+		"secretproviderclasses", []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+	"secretproviderclasses-viewer-role": {
+		[]string{"rbac.authorization.k8s.io/aggregate-to-view"}, "secretproviderclasses", []string{"get", "list", "watch"}},
+	"secretproviderclasspodstatuses-viewer-role": {
+		[]string{"rbac.authorization.k8s.io/aggregate-to-view"}, "secretproviderclasspodstatuses", []string{"get", "list", "watch"}},
+}
+
+// checkAggregatedRole reports how role differs from upstream's role of the
+// same name ("" when it matches).
+func checkAggregatedRole(role *rbacv1.ClusterRole) string {
+	want, ok := aggregatedRoles[role.Name]
+	if !ok {
+		return "not one of upstream's aggregated roles"
+	}
+	for _, l := range want.Labels {
+		if role.Labels[l] != "true" {
+			return "missing label " + l + `: "true"`
+		}
+	}
+	for k := range role.Labels {
+		if strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-") && !slices.Contains(want.Labels, k) {
+			return "extra aggregation label " + k
+		}
+	}
+	if len(role.Rules) != 1 {
+		return "want exactly one rule"
+	}
+	r := role.Rules[0]
+	if !slices.Equal(r.APIGroups, []string{"secrets-store.csi.x-k8s.io"}) || !slices.Equal(r.Resources, []string{want.Resource}) ||
+		len(r.ResourceNames) != 0 || !slices.Equal(r.Verbs, want.Verbs) {
+		return "rule differs"
+	}
+	return ""
+}
+
+func TestAggregatedRoles(t *testing.T) {
+	docs := rbacDocs(t, "aggregated.yaml")
+	seen := map[string]bool{}
+	for _, d := range docs {
+		var role rbacv1.ClusterRole
+		if err := yaml.UnmarshalStrict(d, &role); err != nil || role.Kind != "ClusterRole" {
+			t.Fatalf("aggregated.yaml: not a ClusterRole: %v", err)
+		}
+		if msg := checkAggregatedRole(&role); msg != "" {
+			t.Errorf("%s: %s", role.Name, msg)
+		}
+		seen[role.Name] = true
+	}
+	for n := range aggregatedRoles {
+		if !seen[n] {
+			t.Errorf("aggregated.yaml lacks %s", n)
+		}
+	}
+	k, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(k, []byte("- rbac/aggregated.yaml\n")) {
+		t.Error("kustomization.yaml does not include rbac/aggregated.yaml")
 	}
 }
