@@ -81,8 +81,8 @@ func TestCSIDriver(t *testing.T) {
 		t.Errorf("volumeLifecycleModes = %v", s.VolumeLifecycleModes)
 	case s.RequiresRepublish == nil || !*s.RequiresRepublish:
 		t.Error("requiresRepublish must be true")
-	case s.FSGroupPolicy != nil:
-		t.Errorf("fsGroupPolicy = %v, want unset", *s.FSGroupPolicy)
+	case s.FSGroupPolicy == nil || *s.FSGroupPolicy != storagev1.FileFSGroupPolicy:
+		t.Errorf("fsGroupPolicy = %v, want File (the driver applies the pod's fsGroup)", s.FSGroupPolicy)
 	case len(s.TokenRequests) == 0:
 		t.Error("no tokenRequests")
 	case s.ServiceAccountTokenInSecrets == nil || !*s.ServiceAccountTokenInSecrets:

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -389,8 +390,8 @@ func TestDefaults(t *testing.T) {
 	if len(d.Spec.TokenRequests) != 0 || d.Spec.ServiceAccountTokenInSecrets != nil {
 		t.Errorf("tokenRequests %+v without any configured", d.Spec.TokenRequests)
 	}
-	if d.Spec.FSGroupPolicy != nil {
-		t.Error("fsGroupPolicy must stay unset, as upstream")
+	if d.Spec.FSGroupPolicy == nil || *d.Spec.FSGroupPolicy != storagev1.FileFSGroupPolicy {
+		t.Error("fsGroupPolicy must be File: the driver applies the pod's fsGroup (VOLUME_MOUNT_GROUP)")
 	}
 
 	// RBAC: least privilege, the same rules as manifests/rbac/base.yaml.
@@ -826,7 +827,8 @@ func TestCSIDriverMatchesManifest(t *testing.T) {
 	}
 	c := r.csiDriver
 	if c.Name != m.Name || *c.Spec.AttachRequired != *m.Spec.AttachRequired || *c.Spec.PodInfoOnMount != *m.Spec.PodInfoOnMount ||
-		!slices.Equal(c.Spec.VolumeLifecycleModes, m.Spec.VolumeLifecycleModes) || *c.Spec.RequiresRepublish != *m.Spec.RequiresRepublish {
+		!slices.Equal(c.Spec.VolumeLifecycleModes, m.Spec.VolumeLifecycleModes) || *c.Spec.RequiresRepublish != *m.Spec.RequiresRepublish ||
+		c.Spec.FSGroupPolicy == nil || m.Spec.FSGroupPolicy == nil || *c.Spec.FSGroupPolicy != *m.Spec.FSGroupPolicy {
 		t.Errorf("chart CSIDriver %+v differs from manifests/csidriver.yaml %+v", c.Spec, m.Spec)
 	}
 }
@@ -850,4 +852,51 @@ func lineDiff(want, got string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestAggregatedRoles checks that the chart ships upstream's ClusterRoles for
+// people (names, aggregation labels, rules) exactly as manifests/rbac does,
+// also when the driver itself is not installed on Linux nodes.
+func TestAggregatedRoles(t *testing.T) {
+	b, err := manifests.RBAC.ReadFile("rbac/aggregated.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]rbacv1.ClusterRole{}
+	for _, d := range strings.Split(string(b), "\n---\n") {
+		var r rbacv1.ClusterRole
+		if err := yaml.UnmarshalStrict([]byte(d), &r); err != nil {
+			t.Fatal(err)
+		}
+		want[r.Name] = r
+	}
+	if len(want) != 3 {
+		t.Fatalf("manifests/rbac/aggregated.yaml has %d roles, want 3", len(want))
+	}
+	for _, vals := range []map[string]any{nil, set("linux.enabled", false)} {
+		r, err := render(t, vals, kubeVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, w := range want {
+			got, ok := r.clusterRoles[name]
+			if !ok {
+				t.Errorf("values %v: no ClusterRole %s", vals, name)
+				continue
+			}
+			if !reflect.DeepEqual(got.Rules, w.Rules) {
+				t.Errorf("%s rules %+v, want %+v", name, got.Rules, w.Rules)
+			}
+			for k, v := range w.Labels {
+				if strings.HasPrefix(k, "rbac.authorization.k8s.io/") && got.Labels[k] != v {
+					t.Errorf("%s: label %s=%q, want %q", name, k, got.Labels[k], v)
+				}
+			}
+			for _, bnd := range r.bindings {
+				if bnd.RoleRef.Name == name {
+					t.Errorf("%s is bound by the chart (%s); it is for people to bind", name, bnd.Name)
+				}
+			}
+		}
+	}
 }

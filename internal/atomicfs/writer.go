@@ -27,17 +27,29 @@ const (
 // paths, modes and contents. Nothing is written when validation fails, and a
 // failure while writing leaves the previous payload in place.
 //
+// Options (WithGroup) change ownership and modes; without them files keep
+// the modes given and directories are 0755, as with upstream.
+//
 // The caller serialises calls for one dir.
-func Write(dir string, files []File, lim Limits) (changed bool, err error) {
+func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, err error) {
 	if err := Validate(files, lim); err != nil {
 		return false, err
+	}
+	o := newOptions(opts)
+	if o.gid >= 0 {
+		own := make([]File, len(files))
+		for i, f := range files {
+			f.Mode = o.fileMode(f.Mode)
+			own[i] = f
+		}
+		files = own
 	}
 	oldTS, err := currentPayload(dir)
 	if err != nil {
 		return false, err
 	}
 	if oldTS != "" {
-		same, err := payloadEqual(filepath.Join(dir, oldTS), files)
+		same, err := payloadEqual(filepath.Join(dir, oldTS), files, o)
 		if err != nil {
 			return false, err
 		}
@@ -59,11 +71,11 @@ func Write(dir string, files []File, lim Limits) (changed bool, err error) {
 			_ = os.RemoveAll(tsDir)
 		}
 	}()
-	if err := os.Chmod(tsDir, dirMode); err != nil {
+	if err := o.own(tsDir, o.dirMode(), false); err != nil {
 		return false, fmt.Errorf("chmod payload directory: %w", err)
 	}
 	for _, f := range files {
-		if err := writeFile(tsDir, f); err != nil {
+		if err := writeFile(tsDir, f, o); err != nil {
 			return false, err
 		}
 	}
@@ -74,13 +86,17 @@ func Write(dir string, files []File, lim Limits) (changed bool, err error) {
 	if err := os.Symlink(tsName, tmp); err != nil {
 		return false, fmt.Errorf("create %s link: %w", dataTmp, err)
 	}
+	if err := o.own(tmp, 0, true); err != nil {
+		_ = os.Remove(tmp)
+		return false, fmt.Errorf("chown %s link: %w", dataTmp, err)
+	}
 	if err := os.Rename(tmp, filepath.Join(dir, DataDir)); err != nil {
 		_ = os.Remove(tmp)
 		return false, fmt.Errorf("swap %s link: %w", DataDir, err)
 	}
 	ok = true
 
-	if err := syncTopLevel(dir, files); err != nil {
+	if err := syncTopLevel(dir, files, o); err != nil {
 		return true, err
 	}
 	if oldTS != "" {
@@ -107,9 +123,9 @@ func currentPayload(dir string) (string, error) {
 	return target, nil
 }
 
-func writeFile(root string, f File) error {
+func writeFile(root string, f File, o options) error {
 	p := filepath.Join(root, filepath.FromSlash(f.Path))
-	if err := os.MkdirAll(filepath.Dir(p), dirMode); err != nil {
+	if err := mkdirs(root, filepath.Dir(p), o); err != nil {
 		return fmt.Errorf("create directory for %q: %w", f.Path, err)
 	}
 	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscallNoFollow, 0o600)
@@ -117,6 +133,9 @@ func writeFile(root string, f File) error {
 		return fmt.Errorf("create %q: %w", f.Path, err)
 	}
 	_, werr := fh.Write(f.Contents)
+	if werr == nil && o.gid >= 0 {
+		werr = fh.Chown(-1, o.gid)
+	}
 	if werr == nil {
 		// The umask must not change the mode the provider asked for.
 		werr = fh.Chmod(f.Mode)
@@ -133,9 +152,27 @@ func writeFile(root string, f File) error {
 	return nil
 }
 
+// mkdirs creates dir and its missing parents below root with the payload's
+// directory mode and group.
+func mkdirs(root, dir string, o options) error {
+	if dir == root {
+		return nil
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		return nil
+	}
+	if err := mkdirs(root, filepath.Dir(dir), o); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	return o.own(dir, o.dirMode(), false)
+}
+
 // payloadEqual reports whether the regular files under root are exactly
-// files (paths, modes and contents).
-func payloadEqual(root string, files []File) (bool, error) {
+// files (paths, modes, contents and, with a group, group ownership).
+func payloadEqual(root string, files []File, o options) (bool, error) {
 	want := make(map[string]File, len(files))
 	for _, f := range files {
 		want[f.Path] = f
@@ -161,7 +198,7 @@ func payloadEqual(root string, files []File) (bool, error) {
 		if err != nil {
 			return err
 		}
-		if info.Mode().Perm() != f.Mode || info.Size() != int64(len(f.Contents)) {
+		if info.Mode().Perm() != f.Mode || info.Size() != int64(len(f.Contents)) || !o.groupMatches(info) {
 			return differ
 		}
 		got, err := os.ReadFile(p)
@@ -185,7 +222,7 @@ func payloadEqual(root string, files []File) (bool, error) {
 
 // syncTopLevel makes the visible top-level entries exactly the symlinks
 // name -> ..data/name for the payload's top-level names.
-func syncTopLevel(dir string, files []File) error {
+func syncTopLevel(dir string, files []File, o options) error {
 	top := make(map[string]bool)
 	for _, f := range files {
 		first, _, _ := strings.Cut(f.Path, "/")
@@ -213,6 +250,9 @@ func syncTopLevel(dir string, files []File) error {
 	for name := range top {
 		if err := os.Symlink(path.Join(DataDir, name), filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("link %q: %w", name, err)
+		}
+		if err := o.own(filepath.Join(dir, name), 0, true); err != nil {
+			return fmt.Errorf("chown link %q: %w", name, err)
 		}
 	}
 	return nil

@@ -6,6 +6,9 @@ package csi
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
+	"strconv"
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
@@ -87,10 +90,30 @@ func (s *Server) NodeGetInfo(context.Context, *csipb.NodeGetInfoRequest) (*csipb
 	return &csipb.NodeGetInfoResponse{NodeId: s.cfg.NodeID}, nil
 }
 
-// NodeGetCapabilities implements csi.NodeServer: no optional node
-// capabilities (no staging, no stats, no expansion).
+// NodeGetCapabilities implements csi.NodeServer. The one optional node
+// capability is VOLUME_MOUNT_GROUP: kubelet (1.23+) then hands the pod's
+// fsGroup to NodePublishVolume instead of changing ownership itself (which
+// it never does for read-only volumes), and the driver makes the files
+// group-readable. No staging, stats or expansion.
 func (s *Server) NodeGetCapabilities(context.Context, *csipb.NodeGetCapabilitiesRequest) (*csipb.NodeGetCapabilitiesResponse, error) {
-	return &csipb.NodeGetCapabilitiesResponse{}, nil
+	return &csipb.NodeGetCapabilitiesResponse{Capabilities: []*csipb.NodeServiceCapability{{
+		Type: &csipb.NodeServiceCapability_Rpc{Rpc: &csipb.NodeServiceCapability_RPC{Type: csipb.NodeServiceCapability_RPC_VOLUME_MOUNT_GROUP}},
+	}}}, nil
+}
+
+// mountGroup parses volume_capability.mount.volume_mount_group: "" (the pod
+// has no fsGroup) is nil; otherwise a decimal group ID.
+func mountGroup(vc *csipb.VolumeCapability) (*uint32, error) {
+	g := vc.GetMount().GetVolumeMountGroup()
+	if g == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseUint(g, 10, 32)
+	if err != nil || n == math.MaxUint32 {
+		return nil, fmt.Errorf("volume_capability.mount.volume_mount_group %q is not a numeric group ID (the pod's securityContext.fsGroup)", g)
+	}
+	gid := uint32(n)
+	return &gid, nil
 }
 
 // NodePublishVolume implements csi.NodeServer.
@@ -107,15 +130,20 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	case !req.GetReadonly():
 		return nil, status.Error(codes.InvalidArgument, "readonly: secrets-store volumes must be mounted read-only: set readOnly: true on the pod's csi volume")
 	}
+	group, err := mountGroup(req.GetVolumeCapability())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	if !s.locks.tryLock(req.GetVolumeId()) {
 		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", req.GetVolumeId())
 	}
 	defer s.locks.unlock(req.GetVolumeId())
-	err := s.cfg.Publisher.Publish(ctx, publish.Request{
+	err = s.cfg.Publisher.Publish(ctx, publish.Request{
 		VolumeID:      req.GetVolumeId(),
 		TargetPath:    req.GetTargetPath(),
 		VolumeContext: req.GetVolumeContext(),
 		Secrets:       req.GetSecrets(),
+		Group:         group,
 	})
 	if err != nil {
 		return nil, status.Error(publish.Code(err), err.Error())

@@ -96,6 +96,15 @@ func TestNodePublishValidation(t *testing.T) {
 			r.VolumeCapability.AccessType = &csipb.VolumeCapability_Block{Block: &csipb.VolumeCapability_BlockVolume{}}
 		}, "block"},
 		"not readonly": {func(r *csipb.NodePublishVolumeRequest) { r.Readonly = false }, "readOnly: true"},
+		"group not a number": {func(r *csipb.NodePublishVolumeRequest) {
+			r.VolumeCapability.GetMount().VolumeMountGroup = "staff"
+		}, "volume_mount_group \"staff\" is not a numeric group ID"},
+		"group negative": {func(r *csipb.NodePublishVolumeRequest) {
+			r.VolumeCapability.GetMount().VolumeMountGroup = "-1"
+		}, "volume_mount_group"},
+		"group too large": {func(r *csipb.NodePublishVolumeRequest) {
+			r.VolumeCapability.GetMount().VolumeMountGroup = "4294967295"
+		}, "volume_mount_group"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -209,5 +218,37 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 	// The caller's request is not modified by redaction.
 	if rec.calls[0].Secrets["password"] != secret {
 		t.Fatal("redaction changed the request passed to the pipeline")
+	}
+}
+
+// TestVolumeMountGroup: the node advertises VOLUME_MOUNT_GROUP (so kubelet
+// sends the pod's fsGroup) and the group reaches the pipeline; no group stays
+// nil (upstream behaviour).
+func TestVolumeMountGroup(t *testing.T) {
+	rec := &recorder{}
+	node, _ := serve(t, rec)
+	caps, err := node.NodeGetCapabilities(t.Context(), &csipb.NodeGetCapabilitiesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range caps.GetCapabilities() {
+		found = found || c.GetRpc().GetType() == csipb.NodeServiceCapability_RPC_VOLUME_MOUNT_GROUP
+	}
+	if !found || len(caps.GetCapabilities()) != 1 {
+		t.Fatalf("capabilities %v, want exactly VOLUME_MOUNT_GROUP", caps.GetCapabilities())
+	}
+	r := goodReq()
+	r.VolumeCapability.GetMount().VolumeMountGroup = "2000"
+	if _, err := node.NodePublishVolume(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	r = goodReq()
+	r.VolumeId = "v2"
+	if _, err := node.NodePublishVolume(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.calls) != 2 || rec.calls[0].Group == nil || *rec.calls[0].Group != 2000 || rec.calls[1].Group != nil {
+		t.Fatalf("pipeline got groups %+v", rec.calls)
 	}
 }

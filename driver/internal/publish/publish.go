@@ -140,6 +140,18 @@ type Request struct {
 	TargetPath    string
 	VolumeContext map[string]string
 	Secrets       map[string]string
+	// Group is the pod's fsGroup (CSI volume_mount_group), nil without one.
+	// With a group the volume's files and directories are owned by it,
+	// group-readable and closed to others; without, modes are the
+	// provider's and the owner root, as with upstream.
+	Group *uint32
+}
+
+func (r Request) writeOptions() []atomicfs.Option {
+	if r.Group == nil {
+		return nil
+	}
+	return []atomicfs.Option{atomicfs.WithGroup(*r.Group)}
 }
 
 func (p *Publisher) state(target string) *volume {
@@ -227,7 +239,13 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 			}
 		}
 	}()
-	versions, changed, err := p.fetch(ctx, s, mreq)
+	if req.Group != nil {
+		// The tmpfs root too, before the provider sees the volume.
+		if err := atomicfs.ApplyGroup(req.TargetPath, *req.Group); err != nil {
+			return fmt.Errorf("%w: %v", ErrMount, err)
+		}
+	}
+	versions, changed, err := p.fetch(ctx, s, mreq, req)
 	if err != nil {
 		return err
 	}
@@ -270,7 +288,7 @@ func (p *Publisher) rotate(ctx context.Context, req Request, st *volume) {
 		fail(err)
 		return
 	}
-	versions, changed, err := p.fetch(ctx, s, mreq)
+	versions, changed, err := p.fetch(ctx, s, mreq, req)
 	if err != nil {
 		fail(err)
 		return
@@ -296,7 +314,7 @@ func (p *Publisher) after(ctx context.Context, o Outcome) {
 }
 
 // fetch calls the provider and writes what it returns.
-func (p *Publisher) fetch(ctx context.Context, s *spc.Spec, mreq *v1alpha1.MountRequest) ([]*v1alpha1.ObjectVersion, bool, error) {
+func (p *Publisher) fetch(ctx context.Context, s *spc.Spec, mreq *v1alpha1.MountRequest, req Request) ([]*v1alpha1.ObjectVersion, bool, error) {
 	callStart := time.Now()
 	resp, err := p.cfg.Providers.Mount(ctx, s.Provider, mreq)
 	p.cfg.Metrics.ProviderCall(s.Provider, status.Code(err).String(), time.Since(callStart))
@@ -317,6 +335,11 @@ func (p *Publisher) fetch(ctx context.Context, s *spc.Spec, mreq *v1alpha1.Mount
 	}
 	if len(resp.GetFiles()) == 0 {
 		// Legacy provider: it wrote into the target path itself.
+		if req.Group != nil {
+			if err := atomicfs.ApplyGroup(mreq.TargetPath, *req.Group); err != nil {
+				return nil, false, fmt.Errorf("%w: %v", ErrMount, err)
+			}
+		}
 		return versions, true, nil
 	}
 	files := make([]atomicfs.File, len(resp.GetFiles()))
@@ -329,7 +352,7 @@ func (p *Publisher) fetch(ctx context.Context, s *spc.Spec, mreq *v1alpha1.Mount
 	if err := atomicfs.Validate(files, p.cfg.Limits); err != nil {
 		return nil, false, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: %v", ErrBadResponse, s.Provider, s.Namespace, s.Name, err)
 	}
-	changed, err := atomicfs.Write(mreq.TargetPath, files, p.cfg.Limits)
+	changed, err := atomicfs.Write(mreq.TargetPath, files, p.cfg.Limits, req.writeOptions()...)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: write files: %v", ErrMount, err)
 	}

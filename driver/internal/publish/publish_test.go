@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -586,4 +587,63 @@ func TestUnpublish(t *testing.T) {
 	if h.pub.Volumes() != 0 {
 		t.Errorf("volume state not forgotten")
 	}
+}
+
+// TestFSGroup: with the pod's fsGroup the tmpfs root, the payload
+// directories and the files are group-owned, files group-readable with no
+// world bits, on the first mount and after a rotation; without a group the
+// modes are the provider's and the group root's (upstream).
+func TestFSGroup(t *testing.T) {
+	h := newHarness(t, rotation.Policy{Enabled: true, Interval: time.Minute})
+	gid := uint32(2000)
+	check := func(tgt string, group *uint32, want map[string]os.FileMode) {
+		t.Helper()
+		for p, mode := range want {
+			fi, err := os.Stat(filepath.Join(tgt, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := fi.Sys().(*syscall.Stat_t).Gid
+			wantG := uint32(0)
+			if group != nil {
+				wantG = *group
+			}
+			if fi.Mode().Perm() != mode || g != wantG {
+				t.Errorf("%s: mode %o gid %d, want %o %d", p, fi.Mode().Perm(), g, mode, wantG)
+			}
+		}
+	}
+	withGroup := h.target("g")
+	req := h.req(withGroup, "fake")
+	req.Group = &gid
+	if err := h.pub.Publish(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	check(withGroup, &gid, map[string]os.FileMode{".": 0o750, "user": 0o640, "pass": 0o640})
+	h.fake.Set("user", []byte("bob"))
+	h.advance(2 * time.Minute)
+	if err := h.pub.Publish(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(withGroup, "user")); got != "bob" {
+		t.Fatalf("user after rotation = %q", got)
+	}
+	check(withGroup, &gid, map[string]os.FileMode{".": 0o750, "user": 0o640, "pass": 0o640})
+
+	plain := h.target("p")
+	if err := h.pub.Publish(t.Context(), h.req(plain, "fake")); err != nil {
+		t.Fatal(err)
+	}
+	check(plain, nil, map[string]os.FileMode{".": 0o755, "user": 0o644, "pass": 0o600})
+
+	// A legacy provider writes into the volume itself: its files are given
+	// to the group too.
+	h.scripted.set(&v1alpha1.MountResponse{ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "x", Version: "1"}}}, nil)
+	legacy := h.target("l")
+	req = h.req(legacy, "scripted")
+	req.Group = &gid
+	if err := h.pub.Publish(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	check(legacy, &gid, map[string]os.FileMode{".": 0o750, "legacy.txt": 0o640})
 }
