@@ -54,7 +54,9 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 			return false, err
 		}
 		if same {
-			return false, nil
+			// A writer that died between the swap and the links left some
+			// top-level names missing; make them whole (cheap when they are).
+			return false, syncTopLevel(dir, files)
 		}
 	} else if err := removeLegacyEntries(dir); err != nil {
 		return false, err
@@ -105,6 +107,22 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 		}
 	}
 	return true, nil
+}
+
+// HasPayload reports whether dir shows files to a reader: a ..data link, or
+// entries a provider wrote itself. A payload directory without a ..data
+// link (a writer that died before the swap) is not a payload.
+func HasPayload(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("list volume: %w", err)
+	}
+	for _, e := range entries {
+		if e.Name() == DataDir || !strings.HasPrefix(e.Name(), reservedPf) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // currentPayload returns the name of the directory ..data points at, or ""

@@ -38,10 +38,13 @@ func setup(b *testing.B, o driverharness.Options) (*driverharness.Env, *client) 
 	b.Helper()
 	o.Binary = os.Getenv("SSCSI_DRIVER_BIN")
 	env := driverharness.Start(b, o)
-	for _, n := range []int{1, 10} {
+	for _, n := range []int{1, 10, 100} {
 		if err := env.CreateSPC(b.Context(), "default", "files-"+strconv.Itoa(n), objects(n)); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if err := env.CreateSPC(b.Context(), "default", "one-kib", "- objectName: secret\n  value: "+strings.Repeat("k", 1024)+"\n"); err != nil {
+		b.Fatal(err)
 	}
 	cc, err := grpc.NewClient("unix://"+env.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -87,7 +90,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // measured) and reports p50/p99 latency of NodePublishVolume.
 func BenchmarkPublishPaced(b *testing.B) {
 	_, c := setup(b, driverharness.Options{})
-	for _, n := range []int{1, 10} {
+	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("files=%d", n), func(b *testing.B) {
 			var lat []time.Duration
 			next := 0
@@ -133,6 +136,63 @@ func BenchmarkPublishBackToBack(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkPublishCPU reports the CPU time (user+system) the driver process
+// spends on one publish and unpublish of a volume with one 1 KiB file,
+// including the pod status write that follows each publish. Needs
+// SSCSI_DRIVER_BIN.
+func BenchmarkPublishCPU(b *testing.B) {
+	if os.Getenv("SSCSI_DRIVER_BIN") == "" {
+		b.Fatal("BenchmarkPublishCPU measures a separate driver process: set SSCSI_DRIVER_BIN (make bench does)")
+	}
+	env, c := setup(b, driverharness.Options{})
+	ctx := b.Context()
+	// Warm up connections and caches, then let background writes settle.
+	for i := 0; i < 20; i++ {
+		t, err := c.publish(ctx, 900_000+i, "one-kib")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.unpublish(ctx, 900_000+i, t); err != nil {
+			b.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	before := cpuTime(b, env.PID)
+	n := 0
+	for b.Loop() {
+		t, err := c.publish(ctx, 800_000+n, "one-kib")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.unpublish(ctx, 800_000+n, t); err != nil {
+			b.Fatal(err)
+		}
+		n++
+		// Paced like kubelet, so that the SecretProviderClass cache and
+		// the status writer see realistic gaps.
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the status writes of the last publishes
+	used := cpuTime(b, env.PID) - before
+	b.ReportMetric(float64(used.Microseconds())/1000/float64(n), "cpu-ms/op")
+	b.ReportMetric(0, "ns/op")
+}
+
+// cpuTime is the user+system CPU time of process pid.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	// USER_HZ is 100 on Linux.
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // BenchmarkRSS reports the driver process's resident memory idle and with

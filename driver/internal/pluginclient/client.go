@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -61,9 +62,22 @@ type Client struct {
 	conns map[string]*conn
 }
 
+// conn is a connection to the socket file at path; file identifies that
+// file, so that a provider that restarted (and so created a new socket file
+// at the same path) gets a new connection at once instead of a call failing
+// on the dead one.
 type conn struct {
 	path string
+	file fileID
 	cc   *grpc.ClientConn
+}
+
+// fileID tells socket files at one path apart: an inode number can be
+// reused at once by the next file, so the change time goes with it.
+type fileID struct {
+	ino        uint64
+	ctimeSec   int64
+	ctimeNanos int64
 }
 
 // New validates cfg and returns a Client.
@@ -80,16 +94,21 @@ func New(cfg Config) (*Client, error) {
 	return &Client{cfg: cfg, conns: map[string]*conn{}}, nil
 }
 
-// socketPath finds the provider's socket in the configured directories.
-func (c *Client) socketPath(provider string) (string, error) {
+// socketPath finds the provider's socket in the configured directories and
+// returns its path and identity.
+func (c *Client) socketPath(provider string) (string, fileID, error) {
 	for _, d := range c.cfg.Dirs {
 		p := filepath.Join(d, provider+".sock")
 		fi, err := os.Stat(p)
 		if err == nil && fi.Mode().Type() == fs.ModeSocket {
-			return p, nil
+			var id fileID
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				id = fileID{ino: st.Ino, ctimeSec: st.Ctim.Sec, ctimeNanos: st.Ctim.Nsec}
+			}
+			return p, id, nil
 		}
 	}
-	return "", fmt.Errorf("%w: no socket %s.sock in %s; is the %q provider installed and running on this node?",
+	return "", fileID{}, fmt.Errorf("%w: no socket %s.sock in %s; is the %q provider installed and running on this node?",
 		ErrProviderNotFound, provider, strings.Join(c.cfg.Dirs, ", "), provider)
 }
 
@@ -99,13 +118,14 @@ func (c *Client) client(ctx context.Context, provider string) (v1alpha1.CSIDrive
 	if err := ValidateName(provider); err != nil {
 		return nil, err
 	}
-	path, err := c.socketPath(provider)
+	path, file, err := c.socketPath(provider)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	cn, ok := c.conns[provider]
-	if ok && cn.path != path {
+	if ok && (cn.path != path || cn.file != file) {
+		klog.V(2).InfoS("provider socket replaced; reconnecting", "provider", provider, "socket", path)
 		_ = cn.cc.Close()
 		ok = false
 	}
@@ -119,7 +139,7 @@ func (c *Client) client(ctx context.Context, provider string) (v1alpha1.CSIDrive
 			c.mu.Unlock()
 			return nil, fmt.Errorf("%w: %s: %v", ErrProviderUnavailable, path, err)
 		}
-		cn = &conn{path: path, cc: cc}
+		cn = &conn{path: path, file: file, cc: cc}
 		c.conns[provider] = cn
 	}
 	c.mu.Unlock()

@@ -113,13 +113,6 @@ type Publisher struct {
 	vols map[string]*volume // by target path
 }
 
-// volume is what the driver remembers about a mounted volume.
-type volume struct {
-	lastFetch time.Time
-	versions  []*v1alpha1.ObjectVersion
-	provider  string
-}
-
 // New validates cfg.
 func New(cfg Config) (*Publisher, error) {
 	if cfg.Mounter == nil || cfg.SPCs == nil || cfg.Providers == nil || cfg.Metrics == nil {
@@ -154,22 +147,6 @@ func (r Request) writeOptions() []atomicfs.Option {
 	return []atomicfs.Option{atomicfs.WithGroup(*r.Group)}
 }
 
-func (p *Publisher) state(target string) *volume {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.vols[target]
-}
-
-func (p *Publisher) setState(target string, v *volume) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if v == nil {
-		delete(p.vols, target)
-		return
-	}
-	p.vols[target] = v
-}
-
 // Volumes returns how many volumes are remembered (metrics, tests).
 func (p *Publisher) Volumes() int {
 	p.mu.Lock()
@@ -192,15 +169,40 @@ func (p *Publisher) Publish(ctx context.Context, req Request) error {
 	}
 	if mounted {
 		st := p.state(req.TargetPath)
-		var last time.Time
-		if st != nil {
-			last = st.lastFetch
+		if st == nil {
+			return p.complete(ctx, req)
 		}
-		if !p.cfg.Rotation.Due(last, p.cfg.Now()) {
+		if !p.cfg.Rotation.Due(st.lastFetch, p.cfg.Now(), req.TargetPath) {
 			return nil
 		}
 		p.rotate(ctx, req, st)
 		return nil
+	}
+	return p.first(ctx, req)
+}
+
+// complete handles a mounted volume without a record. Either a driver died
+// during the first mount (after mount(2), before the record): kubelet never
+// saw success, so the pod is not running; the tmpfs is unmounted and the
+// mount starts over, which discards a half-written payload. Or the volume
+// holds a payload but no record (a driver died between writing and
+// recording, or a driver without records mounted it before an in-place
+// upgrade): it is re-fetched once like a rotation, keeping the files on
+// failure, which also completes a payload whose top-level links were not
+// all made.
+func (p *Publisher) complete(ctx context.Context, req Request) error {
+	has, err := atomicfs.HasPayload(req.TargetPath)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMount, err)
+	}
+	if has {
+		klog.InfoS("mounted volume has no record; fetching it again", "target", req.TargetPath)
+		p.rotate(ctx, req, &volume{})
+		return nil
+	}
+	klog.InfoS("unmounting an interrupted first mount before mounting again", "target", req.TargetPath)
+	if err := p.cfg.Mounter.Unmount(req.TargetPath); err != nil {
+		return fmt.Errorf("%w: %v", ErrMount, err)
 	}
 	return p.first(ctx, req)
 }
@@ -262,10 +264,7 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 func (p *Publisher) rotate(ctx context.Context, req Request, st *volume) {
 	start := p.cfg.Now()
 	pod := podOf(req.VolumeContext)
-	provider := ""
-	if st != nil {
-		provider = st.provider
-	}
+	provider := st.provider
 	fail := func(err error) {
 		p.cfg.Metrics.Rotation(provider, errorType(err), false, p.cfg.Now().Sub(start))
 		klog.ErrorS(err, "rotation failed; keeping the mounted files", "pod", klog.KRef(pod.Namespace, pod.Name), "target", req.TargetPath)
@@ -279,11 +278,7 @@ func (p *Publisher) rotate(ctx context.Context, req Request, st *volume) {
 		return
 	}
 	provider = s.Provider
-	var current []*v1alpha1.ObjectVersion
-	if st != nil {
-		current = st.versions
-	}
-	mreq, err := buildMountRequest(s, req, current)
+	mreq, err := buildMountRequest(s, req, st.versions)
 	if err != nil {
 		fail(err)
 		return
@@ -374,7 +369,7 @@ func (p *Publisher) Unpublish(_ context.Context, target string) error {
 	if err := os.RemoveAll(target); err != nil {
 		return fmt.Errorf("%w: remove target directory: %v", ErrMount, err)
 	}
-	p.setState(target, nil)
+	p.forget(target)
 	if p.cfg.Status != nil {
 		p.cfg.Status.Forget(target)
 	}

@@ -125,6 +125,7 @@ type harness struct {
 	status   *statusLog
 	metrics  *metrics.Recorder
 	spcs     spcs
+	cfg      Config
 }
 
 func requireRoot(t *testing.T) {
@@ -175,11 +176,12 @@ func newHarness(t *testing.T, rot rotation.Policy) *harness {
 		"ns/scripted": newSPC("ns", "scripted", "scripted", map[string]string{"p": "from-spc", "override": "spc"}),
 		"ns/missing":  newSPC("ns", "missing", "nosuchprovider", nil),
 	}
-	h.pub, err = New(Config{
+	h.cfg = Config{
 		Mounter: tmpfs.NewOS(), SPCs: h.spcs, Providers: client, Rotation: rot,
 		TmpfsSize: 1 << 20, Status: h.status, Events: h.events, Metrics: h.metrics,
 		Now: func() time.Time { h.nowMu.Lock(); defer h.nowMu.Unlock(); return h.now },
-	})
+	}
+	h.pub, err = New(h.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

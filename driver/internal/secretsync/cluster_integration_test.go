@@ -185,8 +185,25 @@ func (p *provider) Mount(_ context.Context, _ string, _ *v1alpha1.MountRequest) 
 
 // dirMounter stands in for tmpfs: a "mount" is a directory it remembers.
 type dirMounter struct {
-	mu      sync.Mutex // guards mounted
+	mu      sync.Mutex // guards mounted, state
 	mounted map[string]bool
+	state   map[string][]byte
+}
+
+func (m *dirMounter) SaveState(target string, b []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == nil {
+		m.state = map[string][]byte{}
+	}
+	m.state[target] = append([]byte(nil), b...)
+	return nil
+}
+
+func (m *dirMounter) LoadState(target string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state[target], nil
 }
 
 func (m *dirMounter) Mount(target string, _ int64) error {
@@ -200,6 +217,7 @@ func (m *dirMounter) Unmount(target string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.mounted, target)
+	delete(m.state, target)
 	return nil
 }
 

@@ -24,7 +24,24 @@ type Mounter interface {
 	// IsMountPoint reports whether target is a mount point; false, nil when
 	// it does not exist.
 	IsMountPoint(target string) (bool, error)
+	// SaveState stores b (at most MaxStateBytes) with the mounted tmpfs at
+	// target, replacing what was stored: it lives exactly as long as the
+	// mount, in memory, and survives a restart of the driver.
+	SaveState(target string, b []byte) error
+	// LoadState returns what SaveState stored at target; nil, nil when
+	// nothing was stored.
+	LoadState(target string) ([]byte, error)
 }
+
+// MaxStateBytes bounds what SaveState stores (the kernel's limit on one
+// extended attribute value is 64 KiB).
+const MaxStateBytes = 16 << 10
+
+// stateAttr is the extended attribute on the tmpfs root that holds the
+// driver's record of the volume. The trusted namespace needs CAP_SYS_ADMIN
+// to read or write, so the pod neither sees nor changes it, and tmpfs keeps
+// it in memory with the mount.
+const stateAttr = "trusted.secrets-store.csi.k8s.io.volume"
 
 // OS mounts real tmpfs filesystems through k8s.io/mount-utils.
 type OS struct {
@@ -66,6 +83,32 @@ func (o *OS) Unmount(target string) error {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
 	return nil
+}
+
+// SaveState implements Mounter.
+func (o *OS) SaveState(target string, b []byte) error {
+	if len(b) > MaxStateBytes {
+		return fmt.Errorf("volume state of %d bytes exceeds %d", len(b), MaxStateBytes)
+	}
+	if err := unix.Setxattr(target, stateAttr, b, 0); err != nil {
+		return fmt.Errorf("store volume state on %s: %w", target, err)
+	}
+	return nil
+}
+
+// LoadState implements Mounter.
+func (o *OS) LoadState(target string) ([]byte, error) {
+	buf := make([]byte, MaxStateBytes)
+	n, err := unix.Getxattr(target, stateAttr, buf)
+	switch {
+	case errors.Is(err, unix.ENODATA):
+		return nil, nil
+	case errors.Is(err, unix.ERANGE):
+		return nil, fmt.Errorf("volume state on %s exceeds %d bytes", target, MaxStateBytes)
+	case err != nil:
+		return nil, fmt.Errorf("read volume state on %s: %w", target, err)
+	}
+	return buf[:n], nil
 }
 
 // IsMountPoint implements Mounter. A tmpfs is always a different device
