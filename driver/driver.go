@@ -24,7 +24,6 @@ import (
 	"github.com/sscsi/secrets-store/driver/internal/events"
 	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
 	"github.com/sscsi/secrets-store/driver/internal/metrics"
-	"github.com/sscsi/secrets-store/driver/internal/pluginclient"
 	"github.com/sscsi/secrets-store/driver/internal/podstatus"
 	"github.com/sscsi/secrets-store/driver/internal/publish"
 	"github.com/sscsi/secrets-store/driver/internal/registration"
@@ -33,6 +32,7 @@ import (
 	"github.com/sscsi/secrets-store/driver/internal/spc"
 	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/pluginclient"
 	"github.com/sscsi/secrets-store/internal/serve"
 )
 

@@ -7,9 +7,9 @@ import (
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
-	"github.com/sscsi/secrets-store/driver/internal/pluginclient"
 	"github.com/sscsi/secrets-store/driver/internal/spc"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/pluginclient"
 )
 
 // Code maps a pipeline error to the gRPC code kubelet sees. This is the one

@@ -21,9 +21,9 @@ import (
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/driver/internal/metrics"
-	"github.com/sscsi/secrets-store/driver/internal/pluginclient"
 	"github.com/sscsi/secrets-store/driver/internal/rotation"
 	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
+	"github.com/sscsi/secrets-store/internal/pluginclient"
 	"github.com/sscsi/secrets-store/providers/fake"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
-	"github.com/sscsi/secrets-store/driver/internal/pluginclient"
+	"github.com/sscsi/secrets-store/internal/pluginclient"
 )
 
 // Errors returned by Resolve.
