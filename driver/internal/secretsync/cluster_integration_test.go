@@ -40,8 +40,10 @@ import (
 	"github.com/sscsi/secrets-store/driver/internal/rotation"
 	"github.com/sscsi/secrets-store/driver/internal/spc"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/secretdata"
 	"github.com/sscsi/secrets-store/manifests"
 	"github.com/sscsi/secrets-store/test/cluster/controlplane"
+	"github.com/sscsi/secrets-store/test/tlschain"
 )
 
 const nodeName = "node-a"
@@ -547,12 +549,12 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 	t.Run("opaque, tls from pem and pfx, dockerconfigjson; bare pod owned through its pod status", func(t *testing.T) {
 		ns := newNamespace(t, c, "sync-types")
 		n := newNode(t, c.rc)
-		chain := newChain(t, true)
-		pemBundle := append(certPEM(chain.leaf, chain.inter), keyPEM(t, chain.leafKey, "pkcs8")...)
+		chain := tlschain.New(t, true)
+		pemBundle := append(tlschain.CertPEM(chain.Leaf, chain.Inter), tlschain.KeyPEM(t, chain.LeafKey, "pkcs8")...)
 		docker := `{"auths":{"registry.example":{"auth":"dXNlcjpwYXNz"}}}`
 		n.provider.set(map[string][]byte{
 			"db/password": []byte("hunter2"), "username": []byte("admin"),
-			"cert.pem": pemBundle, "cert.pfx": chain.pfxBase64(t), "docker.json": []byte(docker),
+			"cert.pem": pemBundle, "cert.pfx": chain.PFXBase64(t), "docker.json": []byte(docker),
 		}, "v1")
 		createSPC(t, c.rc, ns, "app",
 			ssv1.SecretObject{SecretName: "db", Type: "Opaque", Labels: map[string]string{"app": "db"}, Annotations: map[string]string{"note": "synced"},
@@ -576,7 +578,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		if db.Type != corev1.SecretTypeOpaque || string(db.Data["password"]) != "hunter2" || string(db.Data["username"]) != "admin" {
 			t.Errorf("db Secret: type %s, keys %d", db.Type, len(db.Data))
 		}
-		if db.Labels[ManagedLabel] != "true" || db.Labels["app"] != "db" || db.Annotations["note"] != "synced" {
+		if db.Labels[secretdata.ManagedLabel] != "true" || db.Labels["app"] != "db" || db.Annotations["note"] != "synced" {
 			t.Errorf("db Secret metadata: labels %v annotations %v", db.Labels, db.Annotations)
 		}
 		for _, name := range []string{"tls-pem", "tls-pfx"} {
@@ -584,10 +586,10 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 			if s.Type != corev1.SecretTypeTLS {
 				t.Errorf("%s: type %s", name, s.Type)
 			}
-			if !bytes.Equal(s.Data["tls.crt"], certPEM(chain.leaf, chain.inter)) {
+			if !bytes.Equal(s.Data["tls.crt"], tlschain.CertPEM(chain.Leaf, chain.Inter)) {
 				t.Errorf("%s: tls.crt is not leaf + intermediate in order", name)
 			}
-			if err := checkKeyPair(s.Data["tls.crt"], s.Data["tls.key"]); err != nil {
+			if err := secretdata.CheckKeyPair(s.Data["tls.crt"], s.Data["tls.key"]); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
 		}
@@ -737,7 +739,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		n.publish(t, pod, "rot")
 		waitEvent(t, c.cs, pod, "SecretRotationComplete", "rot")
 		got := waitSecret(t, c.cs, ns, "rot", hasData("pw", "second"))
-		if got.Labels["team"] != "payments" || got.Labels["app"] != "rot" || got.Labels[ManagedLabel] != "true" {
+		if got.Labels["team"] != "payments" || got.Labels["app"] != "rot" || got.Labels[secretdata.ManagedLabel] != "true" {
 			t.Errorf("labels after rotation: %v", got.Labels)
 		}
 		if got.Annotations["reloader.example/watch"] != "true" {

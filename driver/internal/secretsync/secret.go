@@ -1,7 +1,6 @@
 package secretsync
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,13 +14,8 @@ import (
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/secretdata"
 )
-
-// ManagedLabel marks every Secret the driver writes.
-const ManagedLabel = "secrets-store.csi.k8s.io/managed"
-
-// maxSecretBytes is the API server's limit on a Secret's data.
-const maxSecretBytes = corev1.MaxSecretSize
 
 // volumeFiles reads mounted files by their path relative to the volume
 // root, never outside it.
@@ -59,8 +53,8 @@ func (v *volumeFiles) read(objectName string) ([]byte, error) {
 		return nil, err
 	case !fi.Mode().IsRegular():
 		return nil, fmt.Errorf("%w: it is not a regular file", ErrObjectNotFound)
-	case fi.Size() > maxSecretBytes:
-		return nil, fmt.Errorf("the file has %d bytes; a Secret holds at most %d", fi.Size(), maxSecretBytes)
+	case fi.Size() > secretdata.MaxBytes:
+		return nil, fmt.Errorf("the file has %d bytes; a Secret holds at most %d", fi.Size(), secretdata.MaxBytes)
 	}
 	return v.root.ReadFile(objectName)
 }
@@ -88,15 +82,9 @@ func desiredSecret(ref entryRef, namespace string, so ssv1.SecretObject, files *
 	if errs := validation.IsDNS1123Subdomain(so.SecretName); len(errs) > 0 {
 		return nil, bad("secretName", "%s", strings.Join(errs, "; "))
 	}
-	typ := corev1.SecretType(strings.TrimSpace(so.Type))
-	if typ == "" {
-		typ = corev1.SecretTypeOpaque
-	}
-	if errs := validation.IsQualifiedName(string(typ)); len(errs) > 0 {
-		return nil, bad("type", "%q is not a valid Secret type: %s", typ, strings.Join(errs, "; "))
-	}
-	if typ == corev1.SecretTypeServiceAccountToken || typ == corev1.SecretTypeBootstrapToken {
-		return nil, bad("type", "%q Secrets are written by Kubernetes itself, not synced", typ)
+	typ, err := secretdata.Type(so.Type)
+	if err != nil {
+		return nil, bad("type", "%v", err)
 	}
 	if len(so.Data) == 0 {
 		return nil, bad("data", "is empty: list at least one {objectName, key}")
@@ -104,11 +92,8 @@ func desiredSecret(ref entryRef, namespace string, so ssv1.SecretObject, files *
 	data := make(map[string][]byte, len(so.Data))
 	total := 0
 	for j, d := range so.Data {
-		if d.Key == "" {
-			return nil, bad(fmt.Sprintf("data[%d].key", j), "is empty")
-		}
-		if errs := validation.IsConfigMapKey(d.Key); len(errs) > 0 {
-			return nil, bad(fmt.Sprintf("data[%d].key", j), "%q: %s", d.Key, strings.Join(errs, "; "))
+		if err := secretdata.Key(d.Key); err != nil {
+			return nil, bad(fmt.Sprintf("data[%d].key", j), "%v", err)
 		}
 		if _, dup := data[d.Key]; dup {
 			return nil, bad(fmt.Sprintf("data[%d].key", j), "%q appears twice", d.Key)
@@ -124,25 +109,23 @@ func desiredSecret(ref entryRef, namespace string, so ssv1.SecretObject, files *
 		if err != nil {
 			return nil, bad(fmt.Sprintf("data[%d].objectName", j), "%q: %v", d.ObjectName, err)
 		}
-		if typ == corev1.SecretTypeTLS && (d.Key == keyTLSCert || d.Key == keyTLSKey) {
-			if b, err = tlsPart(b, d.Key); err != nil {
-				return nil, bad(fmt.Sprintf("data[%d]", j), "objectName %q for key %s: %v", d.ObjectName, d.Key, err)
-			}
+		if b, err = secretdata.Value(typ, d.Key, b); err != nil {
+			return nil, bad(fmt.Sprintf("data[%d]", j), "objectName %q for key %s: %v", d.ObjectName, d.Key, err)
 		}
 		total += len(d.Key) + len(b)
 		data[d.Key] = b
 	}
-	if total > maxSecretBytes {
-		return nil, bad("data", "%d bytes in all; a Secret holds at most %d", total, maxSecretBytes)
+	if total > secretdata.MaxBytes {
+		return nil, bad("data", "%d bytes in all; a Secret holds at most %d", total, secretdata.MaxBytes)
 	}
-	if err := checkType(typ, data); err != nil {
+	if err := secretdata.CheckType(typ, data); err != nil {
 		return nil, bad("type", "%v", err)
 	}
 	labels := make(map[string]string, len(so.Labels)+1)
 	for k, v := range so.Labels {
 		labels[k] = v
 	}
-	labels[ManagedLabel] = "true"
+	labels[secretdata.ManagedLabel] = "true"
 	var annotations map[string]string
 	if len(so.Annotations) > 0 {
 		annotations = make(map[string]string, len(so.Annotations))
@@ -155,46 +138,4 @@ func desiredSecret(ref entryRef, namespace string, so ssv1.SecretObject, files *
 		Type:       typ,
 		Data:       data,
 	}, nil
-}
-
-// checkType applies the API server's rules for the well-known types up
-// front, so the pod event says which key is wrong.
-func checkType(typ corev1.SecretType, data map[string][]byte) error {
-	need := func(keys ...string) error {
-		for _, k := range keys {
-			if _, ok := data[k]; ok {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s needs a data entry with key %s", typ, strings.Join(keys, " or "))
-	}
-	switch typ {
-	case corev1.SecretTypeTLS:
-		if err := need(keyTLSCert); err != nil {
-			return err
-		}
-		if err := need(keyTLSKey); err != nil {
-			return err
-		}
-		return checkKeyPair(data[keyTLSCert], data[keyTLSKey])
-	case corev1.SecretTypeDockerConfigJson:
-		if err := need(corev1.DockerConfigJsonKey); err != nil {
-			return err
-		}
-		if !json.Valid(data[corev1.DockerConfigJsonKey]) {
-			return fmt.Errorf("%s is not valid JSON", corev1.DockerConfigJsonKey)
-		}
-	case corev1.SecretTypeDockercfg:
-		if err := need(corev1.DockerConfigKey); err != nil {
-			return err
-		}
-		if !json.Valid(data[corev1.DockerConfigKey]) {
-			return fmt.Errorf("%s is not valid JSON", corev1.DockerConfigKey)
-		}
-	case corev1.SecretTypeBasicAuth:
-		return need(corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey)
-	case corev1.SecretTypeSSHAuth:
-		return need(corev1.SSHAuthPrivateKey)
-	}
-	return nil
 }

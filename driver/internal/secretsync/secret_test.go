@@ -11,6 +11,8 @@ import (
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/secretdata"
+	"github.com/sscsi/secrets-store/test/tlschain"
 )
 
 // mountFiles writes files in the kubelet ..data layout, as the driver does,
@@ -39,13 +41,13 @@ func open(t *testing.T, dir string) *volumeFiles {
 }
 
 func TestDesiredSecret(t *testing.T) {
-	c := newChain(t, true)
-	bundle := append(certPEM(c.leaf, c.inter), keyPEM(t, c.leafKey, "pkcs1")...)
+	c := tlschain.New(t, true)
+	bundle := append(tlschain.CertPEM(c.Leaf, c.Inter), tlschain.KeyPEM(t, c.LeafKey, "pkcs1")...)
 	dir := mountFiles(t, map[string][]byte{
 		"db/password": []byte("hunter2"),
 		"user":        []byte("admin"),
 		"cert.pem":    bundle,
-		"cert.pfx":    c.pfxBase64(t),
+		"cert.pfx":    c.PFXBase64(t),
 		"docker.json": []byte(`{"auths":{"r.example":{"auth":"eDp5"}}}`),
 		"broken.json": []byte(`{"auths":`),
 	})
@@ -60,7 +62,7 @@ func TestDesiredSecret(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", Labels: map[string]string{"app": "x", ManagedLabel: "true"}, Annotations: map[string]string{"a": "b"}},
+			ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", Labels: map[string]string{"app": "x", secretdata.ManagedLabel: "true"}, Annotations: map[string]string{"a": "b"}},
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{"password": []byte("hunter2"), "username": []byte("admin")},
 		}
@@ -76,10 +78,10 @@ func TestDesiredSecret(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if string(got.Data["tls.crt"]) != string(certPEM(c.leaf, c.inter)) {
+			if string(got.Data["tls.crt"]) != string(tlschain.CertPEM(c.Leaf, c.Inter)) {
 				t.Errorf("tls.crt is not the chain in order")
 			}
-			if err := checkKeyPair(got.Data["tls.crt"], got.Data["tls.key"]); err != nil {
+			if err := secretdata.CheckKeyPair(got.Data["tls.crt"], got.Data["tls.key"]); err != nil {
 				t.Error(err)
 			}
 			if string(got.Data["extra"]) != "admin" {
@@ -133,13 +135,13 @@ func TestDesiredSecret(t *testing.T) {
 func TestMergedKeepsForeignMetadata(t *testing.T) {
 	cur := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns",
-			Labels:          map[string]string{"team": "a", ManagedLabel: "true"},
+			Labels:          map[string]string{"team": "a", secretdata.ManagedLabel: "true"},
 			Annotations:     map[string]string{"note": "keep"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "one", UID: "u1"}}},
 		Type: corev1.SecretTypeOpaque,
 		Data: map[string][]byte{"k": []byte("old")},
 	}
-	want := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{ManagedLabel: "true", "app": "x"}}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"k": []byte("new")}}
+	want := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{secretdata.ManagedLabel: "true", "app": "x"}}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"k": []byte("new")}}
 	owners := []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "one", UID: "u1"}, {APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "two", UID: "u2"}}
 	got := merged(cur, want, owners)
 	if got.Labels["team"] != "a" || got.Labels["app"] != "x" || got.Annotations["note"] != "keep" {

@@ -1,4 +1,4 @@
-package secretsync
+package secretdata
 
 import (
 	"encoding/asn1"

@@ -1,4 +1,4 @@
-package secretsync
+package secretdata
 
 import (
 	"bytes"
@@ -13,12 +13,6 @@ import (
 	"fmt"
 
 	"software.sslmate.com/src/go-pkcs12"
-)
-
-// Keys of a kubernetes.io/tls Secret that are split out of a bundle.
-const (
-	keyTLSCert = "tls.crt"
-	keyTLSKey  = "tls.key"
 )
 
 // tlsBundle is a certificate chain and its private key, both PEM encoded.
@@ -126,19 +120,19 @@ func splitPFX(data []byte) (tlsBundle, error) {
 	return out, nil
 }
 
-// tlsPart returns the part of a bundle a kubernetes.io/tls key receives.
-func tlsPart(data []byte, key string) ([]byte, error) {
+// TLSPart returns the part of a bundle a kubernetes.io/tls key receives.
+func TLSPart(data []byte, key string) ([]byte, error) {
 	b, err := splitTLS(data)
 	if err != nil {
 		return nil, err
 	}
 	switch key {
-	case keyTLSCert:
+	case KeyTLSCert:
 		if len(b.certs) == 0 {
 			return nil, errors.New("the bundle has no CERTIFICATE")
 		}
 		return b.certs, nil
-	case keyTLSKey:
+	case KeyTLSKey:
 		if b.key == nil {
 			return nil, errors.New("the bundle has no private key")
 		}
@@ -147,9 +141,9 @@ func tlsPart(data []byte, key string) ([]byte, error) {
 	return nil, fmt.Errorf("key %q is not split from a bundle", key)
 }
 
-// checkKeyPair verifies that the private key belongs to the first
+// CheckKeyPair verifies that the private key belongs to the first
 // certificate of the chain.
-func checkKeyPair(certs, key []byte) error {
+func CheckKeyPair(certs, key []byte) error {
 	if _, err := tls.X509KeyPair(certs, key); err != nil {
 		return fmt.Errorf("tls.key does not match the first certificate of tls.crt (put the leaf first): %w", err)
 	}
