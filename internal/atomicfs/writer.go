@@ -56,7 +56,7 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 		if same {
 			// A writer that died between the swap and the links left some
 			// top-level names missing; make them whole (cheap when they are).
-			return false, syncTopLevel(dir, files)
+			return false, syncTopLevel(dir, files, o)
 		}
 	} else if err := removeLegacyEntries(dir); err != nil {
 		return false, err
