@@ -251,7 +251,7 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 	if err != nil {
 		return err
 	}
-	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider})
+	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider, spec: s})
 	p.cfg.Metrics.Publish(s.Provider, "", p.cfg.Now().Sub(start), true)
 	klog.V(2).InfoS("volume mounted", "pod", klog.KRef(pod.Namespace, pod.Name), "spc", s.Name, "provider", s.Provider, "objects", len(versions), "duration", p.cfg.Now().Sub(start))
 	p.after(ctx, Outcome{Pod: pod, SPC: s, TargetPath: req.TargetPath, Versions: toStatus(versions), Changed: changed, SecretObjects: s.SecretObjects})
@@ -273,7 +273,14 @@ func (p *Publisher) rotate(ctx context.Context, req Request, st *volume) {
 		}
 	}
 	s, err := spc.Resolve(ctx, p.cfg.SPCs, pod.Namespace, req.VolumeContext[AttrSPC])
-	if err != nil {
+	switch {
+	case errors.Is(err, spc.ErrUnreachable) && st.spec != nil && st.spec.Name == req.VolumeContext[AttrSPC]:
+		// The API server is away: keep rotating with the class of the last
+		// fetch, as an informer cache would. The pod status and synced
+		// Secrets catch up through their own retries when it is back.
+		klog.InfoS("Kubernetes API unreachable; rotating with the last SecretProviderClass read", "pod", klog.KRef(pod.Namespace, pod.Name), "spc", st.spec.Name, "err", err)
+		s = st.spec
+	case err != nil:
 		fail(err)
 		return
 	}
@@ -288,7 +295,7 @@ func (p *Publisher) rotate(ctx context.Context, req Request, st *volume) {
 		fail(err)
 		return
 	}
-	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider})
+	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider, spec: s})
 	p.cfg.Metrics.Rotation(s.Provider, "", changed, p.cfg.Now().Sub(start))
 	if changed {
 		klog.InfoS("secrets rotated", "pod", klog.KRef(pod.Namespace, pod.Name), "spc", s.Name, "provider", s.Provider)

@@ -9,6 +9,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
+	"github.com/sscsi/secrets-store/driver/internal/spc"
 	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
 )
 
@@ -23,6 +24,10 @@ type volume struct {
 	lastFetch time.Time
 	versions  []*v1alpha1.ObjectVersion
 	provider  string
+	// spec is the SecretProviderClass of the last fetch; memory only (not
+	// in the record). Rotation falls back to it while the Kubernetes API
+	// is unreachable.
+	spec *spc.Spec
 }
 
 // record is the stored form of volume.

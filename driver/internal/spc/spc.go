@@ -22,6 +22,10 @@ var (
 	ErrInvalid = errors.New("SecretProviderClass invalid")
 	// ErrAPI: the Kubernetes API could not answer.
 	ErrAPI = errors.New("the Kubernetes API is unavailable")
+	// ErrUnreachable: the Kubernetes API did not answer at all (down,
+	// timed out, throttled), as opposed to refusing the read. It is an
+	// ErrAPI.
+	ErrUnreachable = fmt.Errorf("%w", ErrAPI)
 )
 
 // Getter fetches a SecretProviderClass.
@@ -48,7 +52,7 @@ func Resolve(ctx context.Context, g Getter, namespace, name string) (*Spec, erro
 	case apierrors.IsForbidden(err):
 		return nil, fmt.Errorf("%w: reading SecretProviderClass %s/%s is forbidden: check the driver's RBAC: %v", ErrAPI, namespace, name, err)
 	case err != nil:
-		return nil, fmt.Errorf("%w: get SecretProviderClass %s/%s: %v", ErrAPI, namespace, name, err)
+		return nil, fmt.Errorf("%w: get SecretProviderClass %s/%s: %v", ErrUnreachable, namespace, name, err)
 	}
 	p := string(obj.Spec.Provider)
 	if p == "" {
