@@ -68,9 +68,13 @@ type Config struct {
 	// (default <KubeletDir>/plugins/csi-secrets-store/csi.sock).
 	KubeletRegistrationPath string
 
-	TmpfsSizeBytes         int64
-	MaxFiles               int
-	MaxPayloadBytes        int64
+	TmpfsSizeBytes  int64
+	MaxFiles        int
+	MaxPayloadBytes int64
+	// MaxDirs and MaxPathDepth bound the directories one volume's files
+	// create; with MaxFiles they set each tmpfs's inode cap.
+	MaxDirs                int
+	MaxPathDepth           int
 	ProviderConnectTimeout time.Duration
 	ProviderTimeout        time.Duration
 	// SPCCacheTTL reuses a SecretProviderClass read for this long and
@@ -98,6 +102,8 @@ func Defaults() Config {
 		TmpfsSizeBytes:           64 << 20,
 		MaxFiles:                 atomicfs.DefaultMaxFiles,
 		MaxPayloadBytes:          atomicfs.DefaultMaxTotalBytes,
+		MaxDirs:                  atomicfs.DefaultMaxDirs,
+		MaxPathDepth:             atomicfs.DefaultMaxDepth,
 		ProviderConnectTimeout:   3 * time.Second,
 		ProviderTimeout:          60 * time.Second,
 		SPCCacheTTL:              time.Second,
@@ -203,7 +209,7 @@ func Run(ctx context.Context, c Config) error {
 		Providers: timeoutProviders{providers, c.ProviderTimeout},
 		Rotation:  rotation.Policy{Enabled: c.EnableSecretRotation, Interval: c.RotationPollInterval},
 		TmpfsSize: c.TmpfsSizeBytes,
-		Limits:    atomicfs.Limits{MaxFiles: c.MaxFiles, MaxTotalBytes: c.MaxPayloadBytes},
+		Limits:    atomicfs.Limits{MaxFiles: c.MaxFiles, MaxTotalBytes: c.MaxPayloadBytes, MaxDirs: c.MaxDirs, MaxDepth: c.MaxPathDepth},
 		Status:    status,
 		Secrets:   secrets,
 		Events:    ev,

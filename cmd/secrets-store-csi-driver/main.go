@@ -50,6 +50,8 @@ func main() {
 	fs.Int64Var(&cfg.TmpfsSizeBytes, "tmpfs-size-bytes", cfg.TmpfsSizeBytes, "size cap of each volume's tmpfs")
 	fs.IntVar(&cfg.MaxFiles, "max-files", cfg.MaxFiles, "most files one volume may hold")
 	fs.Int64Var(&cfg.MaxPayloadBytes, "max-payload-bytes", cfg.MaxPayloadBytes, "largest total size of one volume's files")
+	fs.IntVar(&cfg.MaxDirs, "max-dirs", cfg.MaxDirs, "most directories one volume's file paths may create")
+	fs.IntVar(&cfg.MaxPathDepth, "max-path-depth", cfg.MaxPathDepth, "most components of one file path (a/b/c has 3)")
 	fs.DurationVar(&cfg.ProviderConnectTimeout, "provider-connect-timeout", cfg.ProviderConnectTimeout, "how long to wait for a provider's socket to answer")
 	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", cfg.ProviderTimeout, "deadline of one provider Mount call")
 	fs.DurationVar(&cfg.SPCCacheTTL, "spc-cache-ttl", cfg.SPCCacheTTL, "reuse a SecretProviderClass read for this long across mounts (0: read on every mount)")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -49,7 +50,12 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 		return false, err
 	}
 	if oldTS != "" {
-		same, err := payloadEqual(filepath.Join(dir, oldTS), files, o)
+		old, err := OpenPayload(dir)
+		if err != nil {
+			return false, err
+		}
+		same, err := payloadEqual(old, files, o)
+		old.Close()
 		if err != nil {
 			return false, err
 		}
@@ -126,19 +132,55 @@ func HasPayload(dir string) (bool, error) {
 }
 
 // currentPayload returns the name of the directory ..data points at, or ""
-// when dir holds no payload written by Write.
+// when dir holds no ..data link. The link is trusted only when it names a
+// payload directory of the kind Write (and kubelet's writer) creates: a
+// "..<timestamp>.<digits>" directory directly inside dir, itself not a
+// link. A provider that writes into the volume could otherwise point it at
+// ".." or "/etc" and make the driver read or remove what it points at.
 func currentPayload(dir string) (string, error) {
 	target, err := os.Readlink(filepath.Join(dir, DataDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read %s link: %w", DataDir, err)
+		return "", fmt.Errorf("%w: read %s link: %v", ErrForeignLayout, DataDir, err)
 	}
-	if strings.Contains(target, "/") || !strings.HasPrefix(target, tsPrefix) {
-		return "", fmt.Errorf("%s link points at %q, outside the volume's payload directories", DataDir, target)
+	if !payloadName.MatchString(target) {
+		return "", fmt.Errorf("%w: %s link points at %.80q, not at a payload directory inside the volume", ErrForeignLayout, DataDir, target)
+	}
+	fi, err := os.Lstat(filepath.Join(dir, target))
+	if err != nil {
+		return "", fmt.Errorf("%w: %s link points at %q: %v", ErrForeignLayout, DataDir, target, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("%w: %s link points at %q, which is not a directory", ErrForeignLayout, DataDir, target)
 	}
 	return target, nil
+}
+
+// payloadName matches the payload directories os.MkdirTemp makes from
+// tsPrefix+tsLayout: "..2006_01_02_15_04_05.<digits>".
+var payloadName = regexp.MustCompile(`^\.\.[0-9]{4}(_[0-9]{2}){5}\.[0-9]{1,20}$`)
+
+// OpenPayload opens the files a reader of dir sees, as a handle rooted
+// there: the directory ..data names when the link is valid, else dir
+// itself when there is no link (a provider that wrote plain files). Every
+// read through the handle stays inside it (os.Root). A ..data link that
+// does not name a payload directory inside dir is ErrForeignLayout.
+func OpenPayload(dir string) (*os.Root, error) {
+	vol, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open volume: %w", err)
+	}
+	defer vol.Close()
+	ts, err := currentPayload(dir)
+	if err != nil {
+		return nil, err
+	}
+	if ts == "" {
+		return vol.OpenRoot(".")
+	}
+	return vol.OpenRoot(ts)
 }
 
 func writeFile(root string, f File, o options) error {
@@ -190,25 +232,21 @@ func mkdirs(root, dir string, o options) error {
 
 // payloadEqual reports whether the regular files under root are exactly
 // files (paths, modes, contents and, with a group, group ownership).
-func payloadEqual(root string, files []File, o options) (bool, error) {
+func payloadEqual(root *os.Root, files []File, o options) (bool, error) {
 	want := make(map[string]File, len(files))
 	for _, f := range files {
 		want[f.Path] = f
 	}
 	n := 0
 	differ := errors.New("differ")
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
 			return nil
 		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		f, ok := want[filepath.ToSlash(rel)]
+		f, ok := want[p]
 		if !ok || !d.Type().IsRegular() {
 			return differ
 		}
@@ -219,7 +257,7 @@ func payloadEqual(root string, files []File, o options) (bool, error) {
 		if info.Mode().Perm() != f.Mode || info.Size() != int64(len(f.Contents)) || !o.groupMatches(info) {
 			return differ
 		}
-		got, err := os.ReadFile(p)
+		got, err := root.ReadFile(p)
 		if err != nil {
 			return err
 		}
@@ -296,35 +334,34 @@ func removeLegacyEntries(dir string) error {
 }
 
 // Read returns the payload currently visible in dir (for tests and for
-// comparing what a provider wrote itself). Only regular files are returned.
+// comparing what a provider wrote itself), read through OpenPayload. Only
+// regular files are returned.
 func Read(dir string) ([]File, error) {
-	var out []File
-	root := dir
-	if ts, err := currentPayload(dir); err != nil {
+	root, err := OpenPayload(dir)
+	if err != nil {
 		return nil, err
-	} else if ts != "" {
-		root = filepath.Join(dir, ts)
 	}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	defer root.Close()
+	var out []File
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && p != root && strings.HasPrefix(d.Name(), reservedPf) {
+		if d.IsDir() && p != "." && strings.HasPrefix(d.Name(), reservedPf) {
 			return fs.SkipDir
 		}
 		if !d.Type().IsRegular() {
 			return nil
 		}
-		rel, _ := filepath.Rel(root, p)
 		info, err := d.Info()
 		if err != nil {
 			return err
 		}
-		b, err := os.ReadFile(p)
+		b, err := root.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		out = append(out, File{Path: filepath.ToSlash(rel), Mode: info.Mode().Perm(), Contents: b})
+		out = append(out, File{Path: p, Mode: info.Mode().Perm(), Contents: b})
 		return nil
 	})
 	return out, err

@@ -2,6 +2,7 @@ package atomicfs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -258,4 +259,122 @@ func FuzzValidatePath(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestValidateBoundsDirectories(t *testing.T) {
+	lim := Limits{MaxDirs: 4, MaxDepth: 3}
+	ok := []File{{Path: "a/b/c", Mode: 0o644}, {Path: "a/d", Mode: 0o644}, {Path: "e/f", Mode: 0o644}, {Path: "g/h", Mode: 0o644}}
+	if err := Validate(ok, lim); err != nil {
+		t.Fatalf("4 directories at depth 3 rejected: %v", err)
+	}
+	deep := []File{{Path: "a/b/c/d", Mode: 0o644}}
+	if err := Validate(deep, lim); !errors.Is(err, ErrInvalidPayload) || !strings.Contains(err.Error(), `"a/b/c/d"`) {
+		t.Fatalf("depth 4: err = %v, want ErrInvalidPayload naming the path", err)
+	}
+	many := append(ok, File{Path: "x/y", Mode: 0o644})
+	if err := Validate(many, lim); !errors.Is(err, ErrInvalidPayload) || !strings.Contains(err.Error(), `"x/y"`) {
+		t.Fatalf("5 directories: err = %v, want ErrInvalidPayload naming the path", err)
+	}
+	// The attack of the issue: a few hundred deep aliases would create
+	// tens of thousands of directories; the defaults refuse it before
+	// anything is written.
+	var nest []File
+	for i := range 300 {
+		p := fmt.Sprintf("n%d", i)
+		for len(p) < 1000 {
+			p += "/d"
+		}
+		nest = append(nest, File{Path: p, Mode: 0o644})
+	}
+	dir := t.TempDir()
+	if _, err := Write(dir, nest, Limits{}); !errors.Is(err, ErrInvalidPayload) {
+		t.Fatalf("nested aliases: err = %v, want ErrInvalidPayload", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("rejected payload left %d entries", len(ents))
+	}
+	wide := make([]File, 0, DefaultMaxDirs+1)
+	for i := range DefaultMaxDirs + 1 {
+		wide = append(wide, File{Path: fmt.Sprintf("d%d/f", i), Mode: 0o644})
+	}
+	if err := Validate(wide, Limits{}); !errors.Is(err, ErrInvalidPayload) {
+		t.Fatalf("%d directories: err = %v, want ErrInvalidPayload", len(wide), err)
+	}
+}
+
+// TestDataLinkCannotRedirect: a provider that writes into the volume
+// itself may leave any ..data link; only a payload directory inside the
+// volume is followed, and nothing outside is read or removed.
+func TestDataLinkCannotRedirect(t *testing.T) {
+	for name, target := range map[string]string{
+		"parent":        "..",
+		"host dir":      "/etc",
+		"relative out":  "../outside",
+		"self":          ".",
+		"payload link":  "..2024_01_01_00_00_00.1", // a symlink, made below
+		"payload file":  "..2024_01_01_00_00_00.2", // a file, made below
+		"reserved name": "..data_tmp",
+	} {
+		t.Run(name, func(t *testing.T) {
+			parent := t.TempDir()
+			outside := filepath.Join(parent, "outside")
+			if err := os.WriteFile(outside, []byte("host"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(parent, "vol")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			switch name {
+			case "payload link":
+				if err := os.Symlink(parent, filepath.Join(dir, target)); err != nil {
+					t.Fatal(err)
+				}
+			case "payload file":
+				if err := os.WriteFile(filepath.Join(dir, target), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Symlink(target, filepath.Join(dir, DataDir)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Write(dir, files("a", "1"), Limits{}); !errors.Is(err, ErrForeignLayout) {
+				t.Errorf("Write: err = %v, want ErrForeignLayout", err)
+			}
+			if _, err := Read(dir); !errors.Is(err, ErrForeignLayout) {
+				t.Errorf("Read: err = %v, want ErrForeignLayout", err)
+			}
+			if r, err := OpenPayload(dir); !errors.Is(err, ErrForeignLayout) {
+				t.Errorf("OpenPayload: err = %v, want ErrForeignLayout", err)
+				if r != nil {
+					r.Close()
+				}
+			}
+			if b, err := os.ReadFile(outside); err != nil || string(b) != "host" {
+				t.Fatalf("the file next to the volume was touched: %q, %v", b, err)
+			}
+		})
+	}
+}
+
+func TestOpenPayloadFollowsOnlyTheRealPayload(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Write(dir, files("x/y", "v"), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenPayload(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if b, err := r.ReadFile("x/y"); err != nil || string(b) != "v" {
+		t.Fatalf("read x/y = %q, %v", b, err)
+	}
+	// A symlink inside the payload cannot lead out of it.
+	if err := os.Symlink("/etc/hostname", filepath.Join(dir, DataDir, "x", "esc")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadFile("x/esc"); err == nil {
+		t.Fatal("read through a symlink that leaves the payload")
+	}
 }

@@ -96,11 +96,13 @@ type Config struct {
 	Rotation  rotation.Policy
 	// TmpfsSize caps each volume's tmpfs (bytes; 0 = kernel default).
 	TmpfsSize int64
-	Limits    atomicfs.Limits
-	Status    StatusRecorder // optional
-	Secrets   SecretSyncer   // optional
-	Events    Events         // optional
-	Metrics   *metrics.Recorder
+	// Limits bound each payload; the tmpfs's inode cap is derived from
+	// them (atomicfs.Limits.Inodes).
+	Limits  atomicfs.Limits
+	Status  StatusRecorder // optional
+	Secrets SecretSyncer   // optional
+	Events  Events         // optional
+	Metrics *metrics.Recorder
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -231,7 +233,7 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := p.cfg.Mounter.Mount(req.TargetPath, p.cfg.TmpfsSize); err != nil {
+	if err := p.cfg.Mounter.Mount(req.TargetPath, tmpfs.Limits{SizeBytes: p.cfg.TmpfsSize, Inodes: p.cfg.Limits.Inodes()}); err != nil {
 		return fmt.Errorf("%w: %v", ErrMount, err)
 	}
 	defer func() {

@@ -13,11 +13,20 @@ import (
 	mount "k8s.io/mount-utils"
 )
 
+// Limits bound one tmpfs. Zero values mean the kernel defaults (half of RAM
+// for both), which a volume should never get.
+type Limits struct {
+	// SizeBytes caps the bytes of file contents.
+	SizeBytes int64
+	// Inodes caps files, directories and symlinks (nr_inodes): their
+	// kernel memory is not counted in SizeBytes.
+	Inodes int64
+}
+
 // Mounter is the small surface of mount syscalls the driver uses.
 type Mounter interface {
-	// Mount mounts a tmpfs of at most sizeBytes at target (created if
-	// missing).
-	Mount(target string, sizeBytes int64) error
+	// Mount mounts a tmpfs bounded by lim at target (created if missing).
+	Mount(target string, lim Limits) error
 	// Unmount unmounts target; a target that is not mounted or does not
 	// exist is not an error.
 	Unmount(target string) error
@@ -53,15 +62,18 @@ func NewOS() *OS { return &OS{m: mount.New("")} }
 
 var _ Mounter = (*OS)(nil)
 
-// Mount implements Mounter. Options: nosuid, nodev, noexec, mode=0755 and a
-// size cap, as a secret volume needs no more.
-func (o *OS) Mount(target string, sizeBytes int64) error {
+// Mount implements Mounter. Options: nosuid, nodev, noexec, mode=0755, a
+// size cap and an inode cap, as a secret volume needs no more.
+func (o *OS) Mount(target string, lim Limits) error {
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return fmt.Errorf("create target directory: %w", err)
 	}
 	data := "mode=0755"
-	if sizeBytes > 0 {
-		data += ",size=" + strconv.FormatInt(sizeBytes, 10)
+	if lim.SizeBytes > 0 {
+		data += ",size=" + strconv.FormatInt(lim.SizeBytes, 10)
+	}
+	if lim.Inodes > 0 {
+		data += ",nr_inodes=" + strconv.FormatInt(lim.Inodes, 10)
 	}
 	// The mount(2) syscall directly: mount-utils' Mount forks /bin/mount,
 	// which costs ~10 ms per volume and most of a publish's latency.
