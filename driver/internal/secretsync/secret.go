@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,15 +22,13 @@ type volumeFiles struct {
 	root *os.Root
 }
 
-// openVolume opens the current payload of a mounted volume: the ..data
-// directory when the driver wrote the files, else the volume root (a legacy
-// provider that wrote into the target path itself).
+// openVolume opens the current payload of a mounted volume through a
+// handle rooted at it: the directory a valid ..data link names, else the
+// volume root (a legacy provider that wrote plain files into the target). A
+// ..data link that points anywhere else (written by a hostile provider) is
+// refused, so no host file can reach a Secret.
 func openVolume(target string) (*volumeFiles, error) {
-	dir := target
-	if fi, err := os.Lstat(filepath.Join(target, "..data")); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		dir = filepath.Join(target, "..data")
-	}
-	r, err := os.OpenRoot(dir)
+	r, err := atomicfs.OpenPayload(target)
 	if err != nil {
 		return nil, fmt.Errorf("open mounted volume: %w", err)
 	}

@@ -2,6 +2,7 @@ package secretsync
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -158,5 +159,36 @@ func TestMergedKeepsForeignMetadata(t *testing.T) {
 	}
 	if !equality.Semantic.DeepEqual(merged(got, want, owners), got) {
 		t.Errorf("merging twice changes the object: a republish would write")
+	}
+}
+
+// TestHostileDataLinkReachesNoSecret: a legacy provider writes into the
+// volume and points ..data at a host directory or out of the volume;
+// nothing it points at may be read into a Secret.
+func TestHostileDataLinkReachesNoSecret(t *testing.T) {
+	for _, target := range []string{"/etc", "..", "../..", "..2024_01_01_00_00_00.1"} {
+		t.Run(target, func(t *testing.T) {
+			dir := t.TempDir()
+			if target == "..2024_01_01_00_00_00.1" {
+				// A payload-like name that is itself a link to the host.
+				if err := os.Symlink("/etc", dir+"/"+target); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Symlink(target, dir+"/..data"); err != nil {
+				t.Fatal(err)
+			}
+			v, err := openVolume(dir)
+			if err == nil {
+				defer v.Close()
+				if b, rerr := v.read("hostname"); rerr == nil {
+					t.Fatalf("read the host's /etc/hostname (%d bytes) through ..data -> %s", len(b), target)
+				}
+				t.Fatalf("openVolume accepted ..data -> %s", target)
+			}
+			if !errors.Is(err, atomicfs.ErrForeignLayout) {
+				t.Fatalf("err = %v, want ErrForeignLayout", err)
+			}
+		})
 	}
 }
