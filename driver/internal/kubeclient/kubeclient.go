@@ -1,6 +1,7 @@
 // Package kubeclient builds the Kubernetes API clients the driver uses:
 // plain REST clients for core/v1 and for the secrets-store CRDs, with the
-// client-side rate limits set from flags. The generated clientset is not
+// client-side rate limits set from flags. The configuration comes from
+// internal/kubeapi, which keeps object bodies out of the logs. The generated clientset is not
 // linked: its scheme registers every API group and costs about 10 MiB of
 // resident memory per node for types the driver never uses.
 package kubeclient
@@ -15,9 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/internal/kubeapi"
 )
 
 // Config selects the API server and the client-side rate limit.
@@ -63,15 +64,9 @@ func New(cfg Config) (*Clients, error) {
 	if cfg.QPS <= 0 || cfg.Burst <= 0 {
 		return nil, errors.New("kubeclient: QPS and Burst must be positive")
 	}
-	var rc *rest.Config
-	var err error
-	if cfg.Kubeconfig != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
-	} else {
-		rc, err = rest.InClusterConfig()
-	}
+	rc, err := kubeapi.Load(cfg.Kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("load Kubernetes client config (--kubeconfig %q): %w", cfg.Kubeconfig, err)
+		return nil, err
 	}
 	return NewForConfig(rc, cfg)
 }
