@@ -39,6 +39,7 @@ import (
 	"github.com/sscsi/secrets-store/driver/internal/publish"
 	"github.com/sscsi/secrets-store/driver/internal/rotation"
 	"github.com/sscsi/secrets-store/driver/internal/spc"
+	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
 	"github.com/sscsi/secrets-store/internal/secretdata"
 	"github.com/sscsi/secrets-store/manifests"
@@ -208,7 +209,7 @@ func (m *dirMounter) LoadState(target string) ([]byte, error) {
 	return m.state[target], nil
 }
 
-func (m *dirMounter) Mount(target string, _ int64) error {
+func (m *dirMounter) Mount(target string, _ tmpfs.Limits) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.mounted[target] = true
