@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/sscsi/secrets-store/driver/internal/rotation"
+	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
 )
 
@@ -129,7 +130,7 @@ func TestInterruptedFirstMount(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, rotation.Policy{})
 			tgt := h.target("a")
-			if err := h.cfg.Mounter.Mount(tgt, 1<<20); err != nil {
+			if err := h.cfg.Mounter.Mount(tgt, tmpfs.Limits{SizeBytes: 1 << 20}); err != nil {
 				t.Fatal(err)
 			}
 			tc.leave(t, tgt)
@@ -161,7 +162,7 @@ func TestInterruptedFirstMount(t *testing.T) {
 func TestPayloadWithoutRecord(t *testing.T) {
 	h := newHarness(t, rotation.Policy{})
 	tgt := h.target("a")
-	if err := h.cfg.Mounter.Mount(tgt, 1<<20); err != nil {
+	if err := h.cfg.Mounter.Mount(tgt, tmpfs.Limits{SizeBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	files := []atomicfs.File{{Path: "user", Mode: 0o644, Contents: []byte("alice")}, {Path: "pass", Mode: 0o600, Contents: []byte("s3cr3t-value")}}
