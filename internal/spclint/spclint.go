@@ -13,7 +13,7 @@ import (
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
-	"github.com/sscsi/secrets-store/providers/aws"
+	"github.com/sscsi/secrets-store/providers/aws/params"
 	"github.com/sscsi/secrets-store/providers/fake"
 )
 
@@ -131,7 +131,7 @@ func lintClass(res *Result, spc *ssv1.SecretProviderClass) {
 	var files []string
 	switch p {
 	case "aws":
-		objs, err := aws.ParseObjects(spc.Spec.Parameters["objects"], spc.Spec.Parameters["pathTranslation"])
+		objs, err := params.ParseObjects(spc.Spec.Parameters["objects"], spc.Spec.Parameters["pathTranslation"])
 		if err != nil {
 			add("spec.parameters.objects", cleanErr(err), false)
 			break
@@ -140,7 +140,7 @@ func lintClass(res *Result, spc *ssv1.SecretProviderClass) {
 		for k, v := range spc.Spec.Parameters {
 			attrs[k] = v
 		}
-		if _, err := aws.ParseParams(attrs, "us-east-1"); err != nil {
+		if _, err := params.ParseParams(attrs, "us-east-1"); err != nil {
 			add("spec.parameters", cleanErr(err), false)
 		}
 		if spc.Spec.Parameters["region"] == "" {

@@ -17,21 +17,23 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"golang.org/x/sync/singleflight"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/sscsi/secrets-store/providers/aws/auth"
+	"github.com/sscsi/secrets-store/providers/aws/fetch"
+	"github.com/sscsi/secrets-store/providers/aws/params"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
 // Defaults of BackendConfig.
 const (
-	DefaultCacheTTL          = 30 * time.Second
-	DefaultPinnedCacheTTL    = 15 * time.Minute
-	DefaultCacheMaxEntries   = 10000
-	DefaultRoleCacheTTL      = time.Minute
-	DefaultCredentialsMargin = 5 * time.Minute
+	DefaultCacheTTL          = fetch.DefaultCacheTTL
+	DefaultPinnedCacheTTL    = fetch.DefaultPinnedCacheTTL
+	DefaultCacheMaxEntries   = fetch.DefaultCacheMaxEntries
+	DefaultRoleCacheTTL      = auth.DefaultRoleCacheTTL
+	DefaultCredentialsMargin = auth.DefaultCredentialsMargin
 
 	// maxRegions bounds the per-region SDK clients kept.
 	maxRegions = 64
@@ -57,38 +59,30 @@ type BackendConfig struct {
 	HTTPClient *http.Client
 	// Clock is the time source (default: the real clock).
 	Clock clock.Clock
-	// CacheTTL is how long a fetched latest value, label or stage is
-	// shared between mounts of the same identity; 0 disables the value
-	// cache. Keep it well below the driver's rotation poll interval.
-	CacheTTL time.Duration
-	// PinnedCacheTTL is the same for a pinned objectVersion.
-	PinnedCacheTTL time.Duration
-	// CacheMaxEntries bounds the value cache.
+	// CacheTTL, PinnedCacheTTL and CacheMaxEntries shape the value cache;
+	// see fetch.Config.
+	CacheTTL        time.Duration
+	PinnedCacheTTL  time.Duration
 	CacheMaxEntries int
-	// RoleCacheTTL is how long a service account's role annotation is
-	// cached.
-	RoleCacheTTL time.Duration
-	// CredentialsMargin: cached credentials are renewed this long before
-	// they expire.
+	// RoleCacheTTL and CredentialsMargin shape the identity caches; see
+	// auth.Config.
+	RoleCacheTTL      time.Duration
 	CredentialsMargin time.Duration
 	// Metrics records API calls and mount durations (default: unexported).
 	Metrics *Metrics
 }
 
-// Backend implements plugin.Backend for AWS. Safe for concurrent use.
+// Backend implements plugin.Backend for AWS: it parses the parameters
+// (package params), resolves the pod's identity (package auth), reads the
+// objects (package fetch) and turns them into files. Safe for concurrent
+// use.
 type Backend struct {
 	cfg        BackendConfig
 	clock      clock.Clock
 	metrics    *Metrics
-	httpClient *http.Client
-	roles      *roleCache
-	creds      *credsCache
-	values     *valueCache
-	// batchDenied holds identities whose policy refuses
-	// BatchGetSecretValue; they read secrets one by one for an hour.
-	batchDenied *expiringSet
-	flights     singleflight.Group // shares identical backend calls of one identity
-	nodeRegion  *nodeRegion
+	auth       *auth.Resolver
+	fetch      *fetch.Fetcher
+	nodeRegion *nodeRegion
 
 	mu      sync.Mutex                // guards clients
 	clients map[string]*regionClients // by region, at most maxRegions
@@ -109,45 +103,43 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 	if cfg.Kube == nil {
 		return nil, errors.New("aws: BackendConfig.Kube is nil")
 	}
-	if cfg.DefaultRegion != "" && !validRegion(cfg.DefaultRegion) {
+	if cfg.DefaultRegion != "" && !params.ValidRegion(cfg.DefaultRegion) {
 		return nil, fmt.Errorf("aws: default region %q is not a region name", cfg.DefaultRegion)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
-	if cfg.CacheTTL < 0 {
-		return nil, errors.New("aws: CacheTTL is negative")
-	}
-	if cfg.PinnedCacheTTL == 0 {
-		cfg.PinnedCacheTTL = DefaultPinnedCacheTTL
-	}
-	if cfg.CacheMaxEntries <= 0 {
-		cfg.CacheMaxEntries = DefaultCacheMaxEntries
-	}
-	if cfg.RoleCacheTTL <= 0 {
-		cfg.RoleCacheTTL = DefaultRoleCacheTTL
-	}
-	if cfg.CredentialsMargin <= 0 {
-		cfg.CredentialsMargin = DefaultCredentialsMargin
-	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Backend{
-		cfg:         cfg,
-		clock:       cfg.Clock,
-		metrics:     cfg.Metrics,
-		httpClient:  cfg.HTTPClient,
-		roles:       &roleCache{kube: cfg.Kube, clock: cfg.Clock, ttl: cfg.RoleCacheTTL, entries: map[string]roleEntry{}},
-		creds:       &credsCache{clock: cfg.Clock, margin: cfg.CredentialsMargin, entries: map[string]aws.Credentials{}},
-		values:      newValueCache(cfg.Clock, cfg.CacheTTL, cfg.PinnedCacheTTL, cfg.CacheMaxEntries),
-		batchDenied: &expiringSet{clock: cfg.Clock, ttl: time.Hour, maxEntries: DefaultCacheMaxEntries, keys: map[string]time.Time{}},
-		clients:     map[string]*regionClients{},
-		nodeRegion:  &nodeRegion{kube: cfg.Kube, node: cfg.NodeName},
-	}, nil
+	b := &Backend{
+		cfg:        cfg,
+		clock:      cfg.Clock,
+		metrics:    cfg.Metrics,
+		clients:    map[string]*regionClients{},
+		nodeRegion: &nodeRegion{kube: cfg.Kube, node: cfg.NodeName},
+	}
+	var err error
+	b.auth, err = auth.New(auth.Config{
+		Kube: cfg.Kube, STS: func(region string) *sts.Client { return b.clientsFor(region).sts },
+		PodIdentityEndpoint: cfg.PodIdentityEndpoint, HTTPClient: cfg.HTTPClient, Clock: cfg.Clock,
+		RoleCacheTTL: cfg.RoleCacheTTL, CredentialsMargin: cfg.CredentialsMargin, ObserveCall: cfg.Metrics.apiCall,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("aws: %w", err)
+	}
+	b.fetch, err = fetch.New(fetch.Config{
+		Clients: func(region string) (*secretsmanager.Client, *ssm.Client) {
+			c := b.clientsFor(region)
+			return c.sm, c.ssm
+		},
+		Clock: cfg.Clock, CacheTTL: cfg.CacheTTL, PinnedCacheTTL: cfg.PinnedCacheTTL, CacheMaxEntries: cfg.CacheMaxEntries,
+		Rejected: b.auth.Forget,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("aws: %w", err)
+	}
+	return b, nil
 }
 
 func (b *Backend) clientsFor(region string) *regionClients {
@@ -188,21 +180,21 @@ func (b *Backend) Mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 
 func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Response, error) {
 	def := b.cfg.DefaultRegion
-	if req.Attributes[ParamRegion] == "" && def == "" && b.cfg.NodeName != "" {
+	if req.Attributes[params.ParamRegion] == "" && def == "" && b.cfg.NodeName != "" {
 		var err error
 		if def, err = b.nodeRegion.get(ctx); err != nil {
 			return nil, err
 		}
 	}
-	p, err := ParseParams(req.Attributes, def)
+	p, err := params.ParseParams(req.Attributes, def)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", plugin.ErrInvalidParameters, err)
+	}
+	id, err := b.auth.Identity(ctx, req, p)
 	if err != nil {
 		return nil, err
 	}
-	id, err := b.identityFor(ctx, req, p)
-	if err != nil {
-		return nil, err
-	}
-	vals, err := b.fetchAll(ctx, id, p)
+	vals, err := b.fetch.All(ctx, id, p)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +215,7 @@ func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 // buildResponse turns fetched values into files and versions: the
 // object's own file, its jmesPath files and its template output. Every
 // file gets a version entry, keyed by its path.
-func buildResponse(p *Params, vals []fetchResult, def fs.FileMode) (*plugin.Response, error) {
+func buildResponse(p *params.Params, vals []fetch.Value, def fs.FileMode) (*plugin.Response, error) {
 	resp := &plugin.Response{}
 	add := func(path string, mode fs.FileMode, data []byte, version string) {
 		if mode == 0 {
@@ -234,28 +226,28 @@ func buildResponse(p *Params, vals []fetchResult, def fs.FileMode) (*plugin.Resp
 	}
 	for i, o := range p.Objects {
 		v := vals[i]
-		where := objectRef(i, o.ObjectName)
+		where := o.Where(i)
 		if len(o.JMESPaths) == 0 && o.Template == nil {
-			add(o.FileName, o.Mode, v.value, v.version)
+			add(o.FileName, o.Mode, v.Data, v.Version)
 			continue
 		}
-		doc, err := decodeJSON(v.value)
+		doc, err := decodeJSON(v.Data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: jmesPath/objectTemplate: %v", plugin.ErrInvalidParameters, where, err)
 		}
-		main := v.value
+		main := v.Data
 		if o.Template != nil {
 			if main, err = renderTemplate(o.Template, doc); err != nil {
 				return nil, fmt.Errorf("%w: %s: %v", plugin.ErrInvalidParameters, where, err)
 			}
 		}
-		add(o.FileName, o.Mode, main, v.version)
+		add(o.FileName, o.Mode, main, v.Version)
 		for j, jp := range o.JMESPaths {
 			s, err := extractJMESPath(jp.Compiled, doc)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %s: jmesPath[%d].path %q: %v", plugin.ErrInvalidParameters, where, j, jp.Expr, err)
 			}
-			add(jp.FileName, jp.Mode, []byte(s), v.version)
+			add(jp.FileName, jp.Mode, []byte(s), v.Version)
 		}
 	}
 	return resp, nil

@@ -7,7 +7,7 @@ import (
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/sscsi/secrets-store/providers/aws"
+	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
 	"github.com/sscsi/secrets-store/providers/plugintest"
 )
@@ -27,7 +27,7 @@ func TestConformance(t *testing.T) {
 		Name:               "aws",
 		Backend:            e.backend,
 		Attributes:         req.Attributes,
-		Tokens:             map[string]plugin.Token{aws.AudienceIRSA: req.Tokens[aws.AudienceIRSA]},
+		Tokens:             map[string]plugin.Token{auth.AudienceIRSA: req.Tokens[auth.AudienceIRSA]},
 		SecretValue:        value,
 		NotFoundAttributes: notFound.Attributes,
 	})

@@ -14,7 +14,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/sscsi/secrets-store/internal/faultproxy"
-	"github.com/sscsi/secrets-store/providers/aws"
+	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
@@ -405,22 +405,22 @@ func TestIRSA(t *testing.T) {
 	t.Run("no role annotation", func(t *testing.T) {
 		_, err := e.mount("b", "plain", params)
 		wantKind(t, err, plugin.ErrUnauthenticated)
-		if !strings.Contains(err.Error(), aws.RoleAnnotation) {
+		if !strings.Contains(err.Error(), auth.RoleAnnotation) {
 			t.Errorf("error does not say how to fix it: %v", err)
 		}
 	})
 	t.Run("token of another service account", func(t *testing.T) {
 		req := request("c", "app", params)
-		req.Tokens[aws.AudienceIRSA] = plugin.Token{Token: jwt("default", "other", "c")}
+		req.Tokens[auth.AudienceIRSA] = plugin.Token{Token: jwt("default", "other", "c")}
 		_, err := e.backend.Mount(t.Context(), req)
 		wantKind(t, err, plugin.ErrUnauthenticated)
 	})
 	t.Run("no token", func(t *testing.T) {
 		req := request("d", "app", params)
-		delete(req.Tokens, aws.AudienceIRSA)
+		delete(req.Tokens, auth.AudienceIRSA)
 		_, err := e.backend.Mount(t.Context(), req)
 		wantKind(t, err, plugin.ErrUnauthenticated)
-		if !strings.Contains(err.Error(), aws.AudienceIRSA) {
+		if !strings.Contains(err.Error(), auth.AudienceIRSA) {
 			t.Errorf("error does not name the audience: %v", err)
 		}
 	})
@@ -430,7 +430,7 @@ func TestIRSA(t *testing.T) {
 		req := request("e", "app", params)
 		_, err := e2.backend.Mount(t.Context(), req)
 		wantKind(t, err, plugin.ErrUnauthenticated)
-		if strings.Contains(err.Error(), req.Tokens[aws.AudienceIRSA].Token) {
+		if strings.Contains(err.Error(), req.Tokens[auth.AudienceIRSA].Token) {
 			t.Errorf("error carries the token: %v", err)
 		}
 	})

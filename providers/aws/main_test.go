@@ -26,6 +26,7 @@ import (
 	"github.com/sscsi/secrets-store/internal/faultproxy"
 	"github.com/sscsi/secrets-store/internal/moto"
 	"github.com/sscsi/secrets-store/providers/aws"
+	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
@@ -93,8 +94,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	kube := kubefake.NewClientset(
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "app", Annotations: map[string]string{aws.RoleAnnotation: roleARN}}},
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "other", Annotations: map[string]string{aws.RoleAnnotation: "arn:aws:iam::123456789012:role/other"}}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "app", Annotations: map[string]string{auth.RoleAnnotation: roleARN}}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "other", Annotations: map[string]string{auth.RoleAnnotation: "arn:aws:iam::123456789012:role/other"}}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "plain"}},
 	)
 	clk := clocktesting.NewFakeClock(time.Now())
@@ -151,7 +152,7 @@ func jwt(ns, sa, pod string) string {
 	enc := base64.RawURLEncoding
 	h := enc.EncodeToString([]byte(`{"alg":"RS256","kid":"test"}`))
 	c, _ := json.Marshal(map[string]any{
-		"sub": "system:serviceaccount:" + ns + ":" + sa, "aud": []string{aws.AudienceIRSA},
+		"sub": "system:serviceaccount:" + ns + ":" + sa, "aud": []string{auth.AudienceIRSA},
 		"exp": time.Now().Add(time.Hour).Unix(), "kubernetes.io": map[string]any{"pod": map[string]string{"name": pod}},
 	})
 	return h + "." + enc.EncodeToString(c) + "." + enc.EncodeToString([]byte("sig-"+pod))
@@ -171,8 +172,8 @@ func request(pod, sa string, params map[string]string) *plugin.Request {
 		Attributes: attrs, Secrets: map[string]string{}, Permission: 0o644, CurrentVersions: map[string]string{},
 		Pod: plugin.Pod{Name: pod, Namespace: "default", UID: "uid-" + pod, ServiceAccount: sa},
 		Tokens: map[string]plugin.Token{
-			aws.AudienceIRSA:        {Token: tok, ExpirationTimestamp: time.Now().Add(time.Hour)},
-			aws.AudiencePodIdentity: {Token: tok, ExpirationTimestamp: time.Now().Add(time.Hour)},
+			auth.AudienceIRSA:        {Token: tok, ExpirationTimestamp: time.Now().Add(time.Hour)},
+			auth.AudiencePodIdentity: {Token: tok, ExpirationTimestamp: time.Now().Add(time.Hour)},
 		},
 	}
 }

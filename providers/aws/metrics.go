@@ -2,14 +2,14 @@ package aws
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
-	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sscsi/secrets-store/providers/aws/awserr"
 )
 
 // Metrics are the provider's Prometheus series. Labels never carry object
@@ -59,26 +59,9 @@ func (m *Metrics) middleware(stack *middleware.Stack) error {
 	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("sscsiAPICallMetrics",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			out, md, err := next.HandleInitialize(ctx, in)
-			m.apiCall(awsmiddleware.GetOperationName(ctx), errorCode(err))
+			m.apiCall(awsmiddleware.GetOperationName(ctx), awserr.Code(err))
 			return out, md, err
 		}), middleware.Before)
-}
-
-// errorCode is a bounded label for an SDK result.
-func errorCode(err error) string {
-	if err == nil {
-		return "OK"
-	}
-	var ae smithy.APIError
-	switch {
-	case errors.As(err, &ae):
-		return ae.ErrorCode()
-	case errors.Is(err, context.Canceled):
-		return "Canceled"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "DeadlineExceeded"
-	}
-	return "NetworkError"
 }
 
 func counterValue(c prometheus.Counter) float64 {

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sscsi/secrets-store/internal/serve"
+	"github.com/sscsi/secrets-store/providers/aws/params"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
@@ -61,7 +62,7 @@ func (c Config) Validate() error {
 	if c.Socket == "" {
 		return errors.New("--endpoint is empty: give the unix socket path, e.g. /var/run/secrets-store-csi-providers/aws.sock")
 	}
-	if c.Region != "" && !validRegion(c.Region) {
+	if c.Region != "" && !params.ValidRegion(c.Region) {
 		return fmt.Errorf("--region %q is not a region name like us-east-1", c.Region)
 	}
 	for flag, u := range map[string]string{"--endpoint-url": c.EndpointURL, "--pod-identity-endpoint": c.PodIdentityEndpoint} {

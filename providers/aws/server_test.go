@@ -22,6 +22,7 @@ import (
 
 	"github.com/sscsi/secrets-store/internal/faultproxy"
 	"github.com/sscsi/secrets-store/providers/aws"
+	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
@@ -128,7 +129,7 @@ func TestPodIdentity(t *testing.T) {
 		if got := files(t, resp)[n].contents; got != "via-pod-identity" {
 			t.Errorf("got %q", got)
 		}
-		if lastAuth.Load() != req.Tokens[aws.AudiencePodIdentity].Token && pod == "a" {
+		if lastAuth.Load() != req.Tokens[auth.AudiencePodIdentity].Token && pod == "a" {
 			t.Errorf("agent got Authorization %q, want the pod's token", lastAuth.Load())
 		}
 	}

@@ -44,6 +44,7 @@ import (
 	"github.com/sscsi/secrets-store/internal/faultproxy"
 	"github.com/sscsi/secrets-store/internal/moto"
 	"github.com/sscsi/secrets-store/providers/aws"
+	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
@@ -99,7 +100,7 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	kube := kubefake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: sa, Annotations: map[string]string{aws.RoleAnnotation: role}}})
+	kube := kubefake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: sa, Annotations: map[string]string{auth.RoleAnnotation: role}}})
 	clk := clocktesting.NewFakeClock(time.Now())
 	metrics := aws.NewMetrics(nil)
 	backend, err := aws.NewBackend(aws.BackendConfig{AWS: awsCfg, Kube: kube, Clock: clk, CacheTTL: cfg.cacheTTL, Metrics: metrics})
@@ -246,7 +247,7 @@ func serve(ctx context.Context, b plugin.Backend) (v1alpha1.CSIDriverProviderCli
 func token(i int) string {
 	enc := base64.RawURLEncoding
 	c, _ := json.Marshal(map[string]any{
-		"sub": "system:serviceaccount:" + namespace + ":" + sa, "aud": []string{aws.AudienceIRSA},
+		"sub": "system:serviceaccount:" + namespace + ":" + sa, "aud": []string{auth.AudienceIRSA},
 		"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().UnixNano(),
 		"kubernetes.io": map[string]any{"pod": map[string]string{"name": fmt.Sprintf("app-%d", i)}},
 	})
@@ -261,7 +262,7 @@ func mount(ctx context.Context, client v1alpha1.CSIDriverProviderClient, spc map
 	for k, v := range spc {
 		attrs[k] = v
 	}
-	tj, _ := json.Marshal(map[string]plugin.Token{aws.AudienceIRSA: {Token: token(i), ExpirationTimestamp: time.Now().Add(time.Hour)}})
+	tj, _ := json.Marshal(map[string]plugin.Token{auth.AudienceIRSA: {Token: token(i), ExpirationTimestamp: time.Now().Add(time.Hour)}})
 	attrs[plugin.AttrTokens] = string(tj)
 	aj, _ := json.Marshal(attrs)
 	return client.Mount(ctx, &v1alpha1.MountRequest{Attributes: string(aj), Secrets: "null", TargetPath: "/var/lib/kubelet/pods/bench/volumes/x", Permission: "420", CurrentObjectVersion: cur})

@@ -1,11 +1,9 @@
-package aws
+package params
 
 import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
 func TestParseParams(t *testing.T) {
@@ -101,8 +99,8 @@ func TestParseParams(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, plugin.ErrInvalidParameters) {
-				t.Fatalf("error = %v, want ErrInvalidParameters", err)
+			if !isParamError(err) {
+				t.Fatalf("error = %v, want a *params.Error", err)
 			}
 			for _, w := range tc.wantErr {
 				if !strings.Contains(err.Error(), w) {
@@ -120,52 +118,28 @@ func TestYAMLErrorsDoNotQuoteInput(t *testing.T) {
 	}
 }
 
-func TestJMESPathExtract(t *testing.T) {
-	doc, err := decodeJSON([]byte(`{"a":{"b":"x"},"n":1,"l":["p","q"]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for expr, want := range map[string]string{"a.b": "x", "l[1]": "q", "join(',', l)": "p,q"} {
-		c, err := compileJMESPath(expr)
-		if err != nil {
-			t.Fatalf("%s: %v", expr, err)
-		}
-		got, err := extractJMESPath(c, doc)
-		if err != nil || got != want {
-			t.Errorf("%s = %q, %v; want %q", expr, got, err, want)
-		}
-	}
-	for _, expr := range []string{"n", "a", "missing", "l"} {
-		c, _ := compileJMESPath(expr)
-		if _, err := extractJMESPath(c, doc); !errors.Is(err, errNotString) {
-			t.Errorf("%s: error = %v, want errNotString", expr, err)
-		}
-	}
-}
-
-func TestObjectTemplate(t *testing.T) {
-	objs, err := ParseObjects("- objectName: a\n  objectType: secretsmanager\n  objectTemplate: |\n    {{ range $k, $v := . }}export {{ $k }}={{ $v }}\n    {{ end }}", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, _ := decodeJSON([]byte(`{"USER":"u","PASS":"p"}`))
-	out, err := renderTemplate(objs[0].Template, doc)
-	if err != nil || string(out) != "export PASS=p\nexport USER=u\n" {
-		t.Errorf("render = %q, %v", out, err)
-	}
-	bomb, err := ParseObjects("- {objectName: a, objectType: secretsmanager, objectTemplate: '{{range $}}{{range $}}{{range $}}{{range $}}{{.}}{{end}}{{end}}{{end}}{{end}}'}", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	big, _ := decodeJSON([]byte(`[` + strings.Repeat(`"xxxxxxxxxxxxxxxxxxxx",`, 99) + `"x"]`))
-	if _, err := renderTemplate(bomb[0].Template, big); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Errorf("template bomb error = %v, want output too large", err)
-	}
-}
-
 func TestTooManyObjects(t *testing.T) {
 	_, err := ParseObjects(strings.Repeat("- {objectName: a, objectType: secretsmanager}\n", MaxObjects+1), "")
-	if !errors.Is(err, plugin.ErrInvalidParameters) || !strings.Contains(err.Error(), "at most") {
+	if !isParamError(err) || !strings.Contains(err.Error(), "at most") {
 		t.Errorf("error = %v", err)
+	}
+}
+
+// TestErrorNamesParam: every error says which spec.parameters key to fix.
+func TestErrorNamesParam(t *testing.T) {
+	objs := "- {objectName: a, objectType: secretsmanager}"
+	for want, attrs := range map[string]map[string]string{
+		ParamRegion:               {ParamObjects: objs, ParamRegion: "us east"},
+		ParamFailoverRegion:       {ParamObjects: objs, ParamRegion: "us-east-1", ParamFailoverRegion: "us-east-1"},
+		ParamUsePodIdentity:       {ParamObjects: objs, ParamRegion: "us-east-1", ParamUsePodIdentity: "maybe"},
+		ParamPreferredAddressType: {ParamObjects: objs, ParamRegion: "us-east-1", ParamPreferredAddressType: "ipx"},
+		ParamPathTranslation:      {ParamObjects: objs, ParamRegion: "us-east-1", ParamPathTranslation: "ab"},
+		ParamObjects:              {ParamObjects: "- {objectName: a}", ParamRegion: "us-east-1"},
+	} {
+		_, err := ParseParams(attrs, "")
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Param != want {
+			t.Errorf("%s: error = %#v, want a *params.Error for %s", want, err, want)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package aws
+package awserr
 
 import (
 	"context"
@@ -43,12 +43,12 @@ func TestKindOf(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.err), func(t *testing.T) {
-			if got := kindOf(tc.err); got != tc.want {
-				t.Errorf("kindOf = %v, want %v", got, tc.want)
+			if got := Kind(tc.err); got != tc.want {
+				t.Errorf("Kind = %v, want %v", got, tc.want)
 			}
 		})
 	}
-	if !failoverEligible(apiError("x", "y", status(500))) || failoverEligible(apiError("x", "y", api("AccessDeniedException"))) {
+	if !FailoverEligible(Wrap("x", "y", status(500))) || FailoverEligible(Wrap("x", "y", api("AccessDeniedException"))) {
 		t.Error("failover must follow 5xx and not 4xx")
 	}
 }

@@ -1,4 +1,9 @@
-package aws
+// Package auth resolves the AWS identity of one mount from the pod's own
+// service-account token: IRSA (sts AssumeRoleWithWebIdentity with the
+// role annotated on the service account) or EKS Pod Identity (the node's
+// agent). Credentials are cached per identity until shortly before they
+// expire; identical concurrent requests share one call.
+package auth
 
 import (
 	"context"
@@ -20,6 +25,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
+	"github.com/sscsi/secrets-store/providers/aws/awserr"
+	"github.com/sscsi/secrets-store/providers/aws/params"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
@@ -34,13 +41,82 @@ const (
 	PodIdentityEndpointIPv6 = "http://[fd00:ec2::23]/v1/credentials"
 )
 
-// identity is the AWS identity of one mount. Its key names the identity
+// Identity is the AWS identity of one mount. Key names the identity
 // source, the role and the token subject (the pod's service account);
 // caches share data only between mounts with equal keys.
-type identity struct {
-	key   string
-	creds aws.CredentialsProvider
+type Identity struct {
+	Key   string
+	Creds aws.CredentialsProvider
 }
+
+// Defaults of Config.
+const (
+	DefaultRoleCacheTTL      = time.Minute
+	DefaultCredentialsMargin = 5 * time.Minute
+	// sharedCallTimeout bounds a credentials call shared by several mounts.
+	sharedCallTimeout = 60 * time.Second
+)
+
+// Config configures a Resolver.
+type Config struct {
+	// Kube reads service accounts (IRSA role annotation).
+	Kube kubernetes.Interface
+	// STS returns the STS client of a region (credentials set per call).
+	STS func(region string) *sts.Client
+	// PodIdentityEndpoint overrides the EKS Pod Identity agent URL.
+	PodIdentityEndpoint string
+	// HTTPClient talks to the Pod Identity agent (default: 10s timeout).
+	HTTPClient *http.Client
+	// Clock is the time source (default: the real clock).
+	Clock clock.Clock
+	// RoleCacheTTL is how long a service account's role annotation is
+	// cached (default DefaultRoleCacheTTL).
+	RoleCacheTTL time.Duration
+	// CredentialsMargin: cached credentials are renewed this long before
+	// they expire (default DefaultCredentialsMargin).
+	CredentialsMargin time.Duration
+	// ObserveCall records a call that is not an SDK operation (the Pod
+	// Identity agent) by api and result code; nil records nothing.
+	ObserveCall func(api, code string)
+}
+
+// Resolver resolves mount identities. Safe for concurrent use.
+type Resolver struct {
+	cfg   Config
+	roles *roleCache
+	creds *credsCache
+}
+
+// New validates cfg and returns a Resolver.
+func New(cfg Config) (*Resolver, error) {
+	if cfg.Kube == nil || cfg.STS == nil {
+		return nil, errors.New("auth: Config.Kube and Config.STS are required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.RoleCacheTTL <= 0 {
+		cfg.RoleCacheTTL = DefaultRoleCacheTTL
+	}
+	if cfg.CredentialsMargin <= 0 {
+		cfg.CredentialsMargin = DefaultCredentialsMargin
+	}
+	if cfg.ObserveCall == nil {
+		cfg.ObserveCall = func(string, string) {}
+	}
+	return &Resolver{
+		cfg:   cfg,
+		roles: &roleCache{kube: cfg.Kube, clock: cfg.Clock, ttl: cfg.RoleCacheTTL, entries: map[string]roleEntry{}},
+		creds: &credsCache{clock: cfg.Clock, margin: cfg.CredentialsMargin, entries: map[string]aws.Credentials{}},
+	}, nil
+}
+
+// Forget drops the cached credentials of an identity, e.g. after the
+// backend rejected them.
+func (a *Resolver) Forget(key string) { a.creds.forget(key) }
 
 // claims are the JWT claims used to key credentials. The token is not
 // verified here: it came from kubelet through the driver, and STS or the
@@ -225,52 +301,52 @@ type staticProvider struct{ creds aws.Credentials }
 
 func (p staticProvider) Retrieve(context.Context) (aws.Credentials, error) { return p.creds, nil }
 
-// identityFor resolves the mount's identity: EKS Pod Identity when the
+// Identity resolves the mount's identity: EKS Pod Identity when the
 // SecretProviderClass asks for it, IRSA otherwise.
-func (b *Backend) identityFor(ctx context.Context, req *plugin.Request, p *Params) (*identity, error) {
+func (a *Resolver) Identity(ctx context.Context, req *plugin.Request, p *params.Params) (*Identity, error) {
 	if p.UsePodIdentity {
-		return b.podIdentity(ctx, req, p)
+		return a.podIdentity(ctx, req, p)
 	}
-	return b.irsaIdentity(ctx, req, p)
+	return a.irsaIdentity(ctx, req, p)
 }
 
-func (b *Backend) irsaIdentity(ctx context.Context, req *plugin.Request, p *Params) (*identity, error) {
+func (a *Resolver) irsaIdentity(ctx context.Context, req *plugin.Request, p *params.Params) (*Identity, error) {
 	tok, err := req.Token(AudienceIRSA)
 	if err != nil {
 		return nil, err
 	}
-	subject, err := checkToken(tok, req.Pod, b.clock.Now())
+	subject, err := checkToken(tok, req.Pod, a.cfg.Clock.Now())
 	if err != nil {
 		return nil, err
 	}
-	role, err := b.roles.role(ctx, req.Pod.Namespace, req.Pod.ServiceAccount)
+	role, err := a.roles.role(ctx, req.Pod.Namespace, req.Pod.ServiceAccount)
 	if err != nil {
 		return nil, err
 	}
 	key := "irsa|" + role + "|" + subject
-	cr, err := b.creds.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
-		return b.assumeRole(ctx, p.Region, role, req.Pod, tok.Token)
+	cr, err := a.creds.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
+		return a.assumeRole(ctx, p.Region, role, req.Pod, tok.Token)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &identity{key: key, creds: staticProvider{cr}}, nil
+	return &Identity{Key: key, Creds: staticProvider{cr}}, nil
 }
 
-func (b *Backend) assumeRole(ctx context.Context, region, role string, pod plugin.Pod, token string) (aws.Credentials, error) {
-	out, err := b.clientsFor(region).sts.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
+func (a *Resolver) assumeRole(ctx context.Context, region, role string, pod plugin.Pod, token string) (aws.Credentials, error) {
+	out, err := a.cfg.STS(region).AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
 		RoleArn:          aws.String(role),
 		RoleSessionName:  aws.String(sessionName(pod)),
 		WebIdentityToken: aws.String(token),
 	})
 	if err != nil {
-		kind := kindOf(err)
+		kind := awserr.Kind(err)
 		switch {
 		case kind == nil, errors.Is(kind, plugin.ErrInvalidParameters), errors.Is(kind, plugin.ErrPermissionDenied), errors.Is(kind, plugin.ErrNotFound):
 			kind = plugin.ErrUnauthenticated
 		}
 		// Only the code: STS messages can echo parts of the token.
-		return aws.Credentials{}, fmt.Errorf("%w: sts AssumeRoleWithWebIdentity for role %s (service account %s/%s): %s", kind, role, pod.Namespace, pod.ServiceAccount, errorCode(err))
+		return aws.Credentials{}, fmt.Errorf("%w: sts AssumeRoleWithWebIdentity for role %s (service account %s/%s): %s", kind, role, pod.Namespace, pod.ServiceAccount, awserr.Code(err))
 	}
 	c := out.Credentials
 	if c == nil || c.AccessKeyId == nil || c.SecretAccessKey == nil {
@@ -300,31 +376,31 @@ func sessionName(pod plugin.Pod) string {
 	return s
 }
 
-func (b *Backend) podIdentity(ctx context.Context, req *plugin.Request, p *Params) (*identity, error) {
+func (a *Resolver) podIdentity(ctx context.Context, req *plugin.Request, p *params.Params) (*Identity, error) {
 	tok, err := req.Token(AudiencePodIdentity)
 	if err != nil {
 		return nil, err
 	}
-	subject, err := checkToken(tok, req.Pod, b.clock.Now())
+	subject, err := checkToken(tok, req.Pod, a.cfg.Clock.Now())
 	if err != nil {
 		return nil, err
 	}
-	endpoint := b.podIdentityEndpoint(p.PreferredAddressType)
+	endpoint := a.podIdentityEndpoint(p.PreferredAddressType)
 	key := "podidentity|" + endpoint + "|" + subject
-	cr, err := b.creds.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
-		return b.agentCredentials(ctx, endpoint, tok.Token, subject)
+	cr, err := a.creds.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
+		return a.agentCredentials(ctx, endpoint, tok.Token, subject)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &identity{key: key, creds: staticProvider{cr}}, nil
+	return &Identity{Key: key, Creds: staticProvider{cr}}, nil
 }
 
-func (b *Backend) podIdentityEndpoint(addressType string) string {
-	if b.cfg.PodIdentityEndpoint != "" {
-		return b.cfg.PodIdentityEndpoint
+func (a *Resolver) podIdentityEndpoint(addressType string) string {
+	if a.cfg.PodIdentityEndpoint != "" {
+		return a.cfg.PodIdentityEndpoint
 	}
-	if addressType == AddressIPv6 {
+	if addressType == params.AddressIPv6 {
 		return PodIdentityEndpointIPv6
 	}
 	return PodIdentityEndpointIPv4
@@ -338,14 +414,14 @@ type agentResponse struct {
 	Expiration      time.Time `json:"Expiration"`
 }
 
-func (b *Backend) agentCredentials(ctx context.Context, endpoint, token, subject string) (aws.Credentials, error) {
+func (a *Resolver) agentCredentials(ctx context.Context, endpoint, token, subject string) (aws.Credentials, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
 	if err != nil {
 		return aws.Credentials{}, fmt.Errorf("pod identity agent endpoint %q: %w", endpoint, err)
 	}
 	hreq.Header.Set("Authorization", token)
-	resp, err := b.httpClient.Do(hreq)
-	b.metrics.apiCall("PodIdentityAgent", resultCode(err, resp))
+	resp, err := a.cfg.HTTPClient.Do(hreq)
+	a.cfg.ObserveCall("PodIdentityAgent", resultCode(err, resp))
 	if err != nil {
 		return aws.Credentials{}, fmt.Errorf("%w: pod identity agent %s unreachable for %s", plugin.ErrUnavailable, endpoint, subject)
 	}
@@ -378,45 +454,4 @@ func resultCode(err error, resp *http.Response) string {
 		return "OK"
 	}
 	return fmt.Sprintf("HTTP%d", resp.StatusCode)
-}
-
-// RegionLabel is the node label a SecretProviderClass without a region
-// falls back to.
-const RegionLabel = "topology.kubernetes.io/region"
-
-// nodeRegion reads this node's region label once; a node does not move.
-type nodeRegion struct {
-	kube    kubernetes.Interface
-	node    string
-	flights singleflight.Group
-
-	mu     sync.Mutex // guards region
-	region string
-}
-
-func (n *nodeRegion) get(ctx context.Context) (string, error) {
-	n.mu.Lock()
-	r := n.region
-	n.mu.Unlock()
-	if r != "" {
-		return r, nil
-	}
-	v, err, _ := n.flights.Do("", func() (any, error) {
-		node, err := n.kube.CoreV1().Nodes().Get(ctx, n.node, metav1.GetOptions{})
-		if err != nil {
-			return "", fmt.Errorf("%w: parameter region is empty and node %s could not be read for its %s label: %v", plugin.ErrUnavailable, n.node, RegionLabel, err)
-		}
-		r := node.Labels[RegionLabel]
-		if r == "" {
-			return "", fmt.Errorf("%w: parameter region is empty and node %s has no %s label; set spec.parameters.region", plugin.ErrInvalidParameters, n.node, RegionLabel)
-		}
-		n.mu.Lock()
-		n.region = r
-		n.mu.Unlock()
-		return r, nil
-	})
-	if err != nil {
-		return "", err
-	}
-	return v.(string), nil
 }

@@ -1,4 +1,11 @@
-package aws
+// Package params parses and validates the AWS provider's
+// SecretProviderClass parameters (spec.parameters): regions, identity
+// options and the objects list with its aliases, jmesPath entries,
+// templates and failover objects. It is a leaf: no AWS SDK, no gRPC, so
+// that offline tools (sscsi lint) link it cheaply. Every error is an
+// *Error naming the parameter at fault; the provider maps it to
+// InvalidArgument at its boundary.
+package params
 
 import (
 	"fmt"
@@ -12,7 +19,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sscsi/secrets-store/internal/atomicfs"
-	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
 // SecretProviderClass parameter names (spec.parameters).
@@ -24,6 +30,23 @@ const (
 	ParamUsePodIdentity       = "usePodIdentity"
 	ParamPreferredAddressType = "preferredAddressType"
 )
+
+// Error is a parameter mistake the SecretProviderClass author must fix.
+type Error struct {
+	// Param is the spec.parameters key at fault, e.g. objects or region.
+	Param string
+	// msg names the parameter (and object) and says how to fix it.
+	msg string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+func invalid(param, format string, args ...any) error {
+	return &Error{Param: param, msg: fmt.Sprintf(format, args...)}
+}
+
+// StageCurrent is the Secrets Manager stage of a secret's latest value.
+const StageCurrent = "AWSCURRENT"
 
 // MaxObjects bounds the objects of one SecretProviderClass.
 const MaxObjects = 500
@@ -131,38 +154,38 @@ func (o ObjectSpec) FailoverRef() Ref {
 // newRef normalizes a reference: a secret's AWSCURRENT stage is its
 // latest value, so both spellings read (and cache) one object.
 func newRef(t ObjectType, name, version, label string) Ref {
-	if t == TypeSecretsManager && version == "" && label == awsCurrent {
+	if t == TypeSecretsManager && version == "" && label == StageCurrent {
 		label = ""
 	}
 	return Ref{Type: t, Name: name, Version: version, Label: label}
 }
 
 // ParseParams validates the parameters of one mount. defaultRegion is used
-// when the region parameter is empty. Errors wrap plugin.ErrInvalidParameters
-// and name the parameter (and object) at fault.
+// when the region parameter is empty. Errors are *Error values that
+// name the parameter (and object) at fault.
 func ParseParams(attrs map[string]string, defaultRegion string) (*Params, error) {
 	p := &Params{Region: strings.TrimSpace(attrs[ParamRegion]), FailoverRegion: strings.TrimSpace(attrs[ParamFailoverRegion])}
 	if p.Region == "" {
 		p.Region = defaultRegion
 	}
 	if p.Region == "" {
-		return nil, fmt.Errorf("%w: parameter region is empty and the provider has no default region; set spec.parameters.region", plugin.ErrInvalidParameters)
+		return nil, invalid(ParamRegion, "parameter region is empty and the provider has no default region; set spec.parameters.region")
 	}
-	if !validRegion(p.Region) {
-		return nil, fmt.Errorf("%w: parameter region %q is not a region name like us-east-1", plugin.ErrInvalidParameters, p.Region)
+	if !ValidRegion(p.Region) {
+		return nil, invalid(ParamRegion, "parameter region %q is not a region name like us-east-1", p.Region)
 	}
 	if p.FailoverRegion != "" {
-		if !validRegion(p.FailoverRegion) {
-			return nil, fmt.Errorf("%w: parameter failoverRegion %q is not a region name like us-west-2", plugin.ErrInvalidParameters, p.FailoverRegion)
+		if !ValidRegion(p.FailoverRegion) {
+			return nil, invalid(ParamFailoverRegion, "parameter failoverRegion %q is not a region name like us-west-2", p.FailoverRegion)
 		}
 		if p.FailoverRegion == p.Region {
-			return nil, fmt.Errorf("%w: parameter failoverRegion %q is the same as region; remove it or pick another region", plugin.ErrInvalidParameters, p.FailoverRegion)
+			return nil, invalid(ParamFailoverRegion, "parameter failoverRegion %q is the same as region; remove it or pick another region", p.FailoverRegion)
 		}
 	}
 	if v := strings.TrimSpace(attrs[ParamUsePodIdentity]); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: parameter usePodIdentity %q is not true or false", plugin.ErrInvalidParameters, v)
+			return nil, invalid(ParamUsePodIdentity, "parameter usePodIdentity %q is not true or false", v)
 		}
 		p.UsePodIdentity = b
 	}
@@ -172,7 +195,7 @@ func ParseParams(attrs map[string]string, defaultRegion string) (*Params, error)
 	case AddressIPv4, AddressIPv6:
 		p.PreferredAddressType = v
 	default:
-		return nil, fmt.Errorf("%w: parameter preferredAddressType %q must be ipv4, ipv6 or auto", plugin.ErrInvalidParameters, attrs[ParamPreferredAddressType])
+		return nil, invalid(ParamPreferredAddressType, "parameter preferredAddressType %q must be ipv4, ipv6 or auto", attrs[ParamPreferredAddressType])
 	}
 	objs, err := ParseObjects(attrs[ParamObjects], attrs[ParamPathTranslation])
 	if err != nil {
@@ -187,10 +210,10 @@ func ParseParams(attrs map[string]string, defaultRegion string) (*Params, error)
 	return p, nil
 }
 
-// validRegion accepts names like us-east-1, eu-central-2, us-gov-west-1,
+// ValidRegion accepts names like us-east-1, eu-central-2, us-gov-west-1,
 // cn-north-1 and emulator names; it rejects anything that could change an
 // endpoint's host name in surprising ways.
-func validRegion(r string) bool {
+func ValidRegion(r string) bool {
 	if len(r) > 32 {
 		return false
 	}
@@ -215,7 +238,7 @@ func parsePathTranslation(v string) (translation, error) {
 	}
 	r := []rune(v)
 	if len(r) != 1 || r[0] == 0 || r[0] == '.' {
-		return 0, fmt.Errorf("%w: parameter pathTranslation %q must be False or a single character other than '.'", plugin.ErrInvalidParameters, v)
+		return 0, invalid(ParamPathTranslation, "parameter pathTranslation %q must be False or a single character other than '.'", v)
 	}
 	return translation(r[0]), nil
 }
@@ -269,23 +292,23 @@ func ParseObjects(s, pathTranslation string) ([]ObjectSpec, error) {
 		return nil, err
 	}
 	if strings.TrimSpace(s) == "" {
-		return nil, fmt.Errorf("%w: parameter objects is empty; list at least one {objectName, objectType}", plugin.ErrInvalidParameters)
+		return nil, invalid(ParamObjects, "parameter objects is empty; list at least one {objectName, objectType}")
 	}
 	var raw []Object
 	if err := yaml.Unmarshal([]byte(s), &raw); err != nil {
-		return nil, fmt.Errorf("%w: parameter objects is not a YAML list of objects: %s", plugin.ErrInvalidParameters, yamlErrorText(err))
+		return nil, invalid(ParamObjects, "parameter objects is not a YAML list of objects: %s", yamlErrorText(err))
 	}
 	if len(raw) == 0 {
-		return nil, fmt.Errorf("%w: parameter objects lists no object", plugin.ErrInvalidParameters)
+		return nil, invalid(ParamObjects, "parameter objects lists no object")
 	}
 	if len(raw) > MaxObjects {
-		return nil, fmt.Errorf("%w: parameter objects lists %d objects; at most %d are allowed", plugin.ErrInvalidParameters, len(raw), MaxObjects)
+		return nil, invalid(ParamObjects, "parameter objects lists %d objects; at most %d are allowed", len(raw), MaxObjects)
 	}
 	out := make([]ObjectSpec, 0, len(raw))
 	files := map[string]string{} // file name -> what produced it
 	claim := func(file, by string) error {
 		if prev, ok := files[file]; ok {
-			return fmt.Errorf("%w: %s: file name %q is already used by %s; set a distinct objectAlias", plugin.ErrInvalidParameters, by, file, prev)
+			return invalid(ParamObjects, "%s: file name %q is already used by %s; set a distinct objectAlias", by, file, prev)
 		}
 		files[file] = by
 		return nil
@@ -310,7 +333,7 @@ func ParseObjects(s, pathTranslation string) ([]ObjectSpec, error) {
 	for f, by := range files {
 		for d := dirOf(f); d != ""; d = dirOf(d) {
 			if other, ok := files[d]; ok {
-				return nil, fmt.Errorf("%w: %s: file name %q is a directory of %q from %s", plugin.ErrInvalidParameters, other, d, f, by)
+				return nil, invalid(ParamObjects, "%s: file name %q is a directory of %q from %s", other, d, f, by)
 			}
 		}
 	}
@@ -324,6 +347,9 @@ func dirOf(p string) string {
 	}
 	return p[:i]
 }
+
+// Where names object i in messages: objects[i] (objectName).
+func (o ObjectSpec) Where(i int) string { return objectRef(i, o.ObjectName) }
 
 func objectRef(i int, name string) string {
 	if name == "" {
@@ -346,106 +372,149 @@ func yamlErrorText(err error) string {
 	return msg
 }
 
+// objectError builds errors about one object's field.
+type objectError string
+
+func (where objectError) bad(field, format string, args ...any) error {
+	return invalid(ParamObjects, "%s: %s %s", string(where), field, fmt.Sprintf(format, args...))
+}
+
+// validateObject checks one entry of the objects list and derives its
+// type, file name, mode, jmesPath files, template and failover.
 func validateObject(i int, o Object, tr translation) (ObjectSpec, error) {
-	where := objectRef(i, o.ObjectName)
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s %s", plugin.ErrInvalidParameters, where, field, fmt.Sprintf(format, args...))
-	}
+	where := objectError(objectRef(i, o.ObjectName))
 	spec := ObjectSpec{Object: o}
-	if strings.TrimSpace(o.ObjectName) == "" || o.ObjectName != strings.TrimSpace(o.ObjectName) {
-		return spec, bad("objectName", "is empty or has surrounding spaces")
+	var err error
+	if spec.Type, err = objectType(where, o); err != nil {
+		return spec, err
 	}
-	if strings.ContainsAny(o.ObjectName, "\x00\n\r") {
-		return spec, bad("objectName", "contains a control character")
+	if ferr := checkVersion(spec.Type, o.ObjectVersion, o.ObjectVersionLabel); ferr != nil {
+		return spec, where.bad(ferr.field, "%s", ferr.msg)
 	}
-	info, isARN, err := parseARN(o.ObjectName)
-	if err != nil {
-		return spec, bad("objectName", "%v", err)
-	}
-	switch ObjectType(o.ObjectType) {
-	case TypeSecretsManager, TypeSSMParameter:
-		spec.Type = ObjectType(o.ObjectType)
-		if isARN && info.typ != spec.Type {
-			return spec, bad("objectType", "%q does not match the ARN's service (%s)", o.ObjectType, info.typ)
-		}
-	case "":
-		if !isARN {
-			return spec, bad("objectType", "is empty; use secretsmanager or ssmparameter (only an ARN implies it)")
-		}
-		spec.Type = info.typ
-	default:
-		return spec, bad("objectType", "%q is not secretsmanager or ssmparameter", o.ObjectType)
-	}
-	if err := checkVersion(spec.Type, o.ObjectVersion, o.ObjectVersionLabel); err != nil {
-		return spec, bad(err.field, "%s", err.msg)
-	}
-	if o.ObjectAlias != "" {
-		spec.FileName = o.ObjectAlias
-		if err := atomicfs.ValidatePath(o.ObjectAlias); err != nil {
-			return spec, bad("objectAlias", "is not a usable file name: %v", err)
-		}
-	} else {
-		spec.FileName = tr.apply(o.ObjectName)
-		if err := atomicfs.ValidatePath(spec.FileName); err != nil {
-			return spec, bad("objectName", "does not make a usable file name (set objectAlias or pathTranslation): %v", err)
-		}
+	if spec.FileName, err = fileName(where, o, tr); err != nil {
+		return spec, err
 	}
 	if spec.Mode, err = parseMode(o.FilePermission); err != nil {
-		return spec, bad("filePermission", "%v", err)
+		return spec, where.bad("filePermission", "%v", err)
 	}
-	for j, e := range o.JMESPath {
-		jw := fmt.Sprintf("jmesPath[%d]", j)
-		if strings.TrimSpace(e.Path) == "" {
-			return spec, bad(jw+".path", "is empty")
-		}
-		c, err := compileJMESPath(e.Path)
-		if err != nil {
-			return spec, bad(jw+".path", "%v", err)
-		}
-		if e.ObjectAlias == "" {
-			return spec, bad(jw+".objectAlias", "is empty; every jmesPath entry needs the file name to write")
-		}
-		if err := atomicfs.ValidatePath(e.ObjectAlias); err != nil {
-			return spec, bad(jw+".objectAlias", "is not a usable file name: %v", err)
-		}
-		m, err := parseMode(e.FilePermission)
-		if err != nil {
-			return spec, bad(jw+".filePermission", "%v", err)
-		}
-		if m == 0 {
-			m = spec.Mode
-		}
-		spec.JMESPaths = append(spec.JMESPaths, JMESPathSpec{Expr: e.Path, Compiled: c, FileName: e.ObjectAlias, Mode: m})
+	if spec.JMESPaths, err = jmesPaths(where, o.JMESPath, spec.Mode); err != nil {
+		return spec, err
 	}
 	if o.ObjectTemplate != "" {
 		t, err := template.New(spec.FileName).Option("missingkey=error").Parse(o.ObjectTemplate)
 		if err != nil {
-			return spec, bad("objectTemplate", "does not parse as a Go template: %v", err)
+			return spec, where.bad("objectTemplate", "does not parse as a Go template: %v", err)
 		}
 		spec.Template = t
 	}
-	if f := o.FailoverObject; f != nil {
-		if strings.TrimSpace(f.ObjectName) == "" {
-			return spec, bad("failoverObject.objectName", "is empty")
-		}
-		if o.ObjectAlias == "" {
-			return spec, bad("objectAlias", "is required when failoverObject is set (the names differ per region)")
-		}
-		fi, fARN, err := parseARN(f.ObjectName)
-		if err != nil {
-			return spec, bad("failoverObject.objectName", "%v", err)
-		}
-		if fARN && fi.typ != spec.Type {
-			return spec, bad("failoverObject.objectName", "is an ARN of type %s but the object is %s", fi.typ, spec.Type)
-		}
-		if f.ObjectVersion != "" && f.ObjectVersion != o.ObjectVersion {
-			return spec, bad("failoverObject.objectVersion", "must equal objectVersion when set")
-		}
-		if err := checkVersion(spec.Type, f.ObjectVersion, f.ObjectVersionLabel); err != nil {
-			return spec, bad("failoverObject."+err.field, "%s", err.msg)
-		}
+	if err := checkFailover(where, o, spec.Type); err != nil {
+		return spec, err
 	}
 	return spec, nil
+}
+
+// objectType checks objectName and returns the object's type, given or
+// implied by an ARN.
+func objectType(where objectError, o Object) (ObjectType, error) {
+	if strings.TrimSpace(o.ObjectName) == "" || o.ObjectName != strings.TrimSpace(o.ObjectName) {
+		return "", where.bad("objectName", "is empty or has surrounding spaces")
+	}
+	if strings.ContainsAny(o.ObjectName, "\x00\n\r") {
+		return "", where.bad("objectName", "contains a control character")
+	}
+	info, isARN, err := parseARN(o.ObjectName)
+	if err != nil {
+		return "", where.bad("objectName", "%v", err)
+	}
+	switch t := ObjectType(o.ObjectType); t {
+	case TypeSecretsManager, TypeSSMParameter:
+		if isARN && info.typ != t {
+			return "", where.bad("objectType", "%q does not match the ARN's service (%s)", o.ObjectType, info.typ)
+		}
+		return t, nil
+	case "":
+		if !isARN {
+			return "", where.bad("objectType", "is empty; use secretsmanager or ssmparameter (only an ARN implies it)")
+		}
+		return info.typ, nil
+	default:
+		return "", where.bad("objectType", "%q is not secretsmanager or ssmparameter", o.ObjectType)
+	}
+}
+
+// fileName is the object's own file: its alias, else its translated name.
+func fileName(where objectError, o Object, tr translation) (string, error) {
+	if o.ObjectAlias != "" {
+		if err := atomicfs.ValidatePath(o.ObjectAlias); err != nil {
+			return "", where.bad("objectAlias", "is not a usable file name: %v", err)
+		}
+		return o.ObjectAlias, nil
+	}
+	name := tr.apply(o.ObjectName)
+	if err := atomicfs.ValidatePath(name); err != nil {
+		return "", where.bad("objectName", "does not make a usable file name (set objectAlias or pathTranslation): %v", err)
+	}
+	return name, nil
+}
+
+// jmesPaths compiles the jmesPath entries; an entry without a mode gets
+// the object's.
+func jmesPaths(where objectError, entries []JMESPathEntry, objectMode fs.FileMode) ([]JMESPathSpec, error) {
+	var out []JMESPathSpec
+	for j, e := range entries {
+		jw := fmt.Sprintf("jmesPath[%d]", j)
+		if strings.TrimSpace(e.Path) == "" {
+			return nil, where.bad(jw+".path", "is empty")
+		}
+		c, err := CompileJMESPath(e.Path)
+		if err != nil {
+			return nil, where.bad(jw+".path", "%v", err)
+		}
+		if e.ObjectAlias == "" {
+			return nil, where.bad(jw+".objectAlias", "is empty; every jmesPath entry needs the file name to write")
+		}
+		if err := atomicfs.ValidatePath(e.ObjectAlias); err != nil {
+			return nil, where.bad(jw+".objectAlias", "is not a usable file name: %v", err)
+		}
+		m, err := parseMode(e.FilePermission)
+		if err != nil {
+			return nil, where.bad(jw+".filePermission", "%v", err)
+		}
+		if m == 0 {
+			m = objectMode
+		}
+		out = append(out, JMESPathSpec{Expr: e.Path, Compiled: c, FileName: e.ObjectAlias, Mode: m})
+	}
+	return out, nil
+}
+
+// checkFailover checks failoverObject against the object (the regions are
+// checked by ParseParams).
+func checkFailover(where objectError, o Object, t ObjectType) error {
+	f := o.FailoverObject
+	if f == nil {
+		return nil
+	}
+	if strings.TrimSpace(f.ObjectName) == "" {
+		return where.bad("failoverObject.objectName", "is empty")
+	}
+	if o.ObjectAlias == "" {
+		return where.bad("objectAlias", "is required when failoverObject is set (the names differ per region)")
+	}
+	fi, fARN, err := parseARN(f.ObjectName)
+	if err != nil {
+		return where.bad("failoverObject.objectName", "%v", err)
+	}
+	if fARN && fi.typ != t {
+		return where.bad("failoverObject.objectName", "is an ARN of type %s but the object is %s", fi.typ, t)
+	}
+	if f.ObjectVersion != "" && f.ObjectVersion != o.ObjectVersion {
+		return where.bad("failoverObject.objectVersion", "must equal objectVersion when set")
+	}
+	if ferr := checkVersion(t, f.ObjectVersion, f.ObjectVersionLabel); ferr != nil {
+		return where.bad("failoverObject."+ferr.field, "%s", ferr.msg)
+	}
+	return nil
 }
 
 type fieldError struct{ field, msg string }
@@ -486,14 +555,14 @@ func parseMode(s string) (fs.FileMode, error) {
 func checkRegions(i int, o *ObjectSpec, p *Params) error {
 	where := objectRef(i, o.ObjectName)
 	if info, ok, _ := parseARN(o.ObjectName); ok && info.region != "" && info.region != p.Region {
-		return fmt.Errorf("%w: %s: objectName is an ARN in region %s but parameter region is %s", plugin.ErrInvalidParameters, where, info.region, p.Region)
+		return invalid(ParamObjects, "%s: objectName is an ARN in region %s but parameter region is %s", where, info.region, p.Region)
 	}
 	if f := o.FailoverObject; f != nil {
 		if p.FailoverRegion == "" {
-			return fmt.Errorf("%w: %s: failoverObject is set but parameter failoverRegion is empty", plugin.ErrInvalidParameters, where)
+			return invalid(ParamFailoverRegion, "%s: failoverObject is set but parameter failoverRegion is empty", where)
 		}
 		if info, ok, _ := parseARN(f.ObjectName); ok && info.region != "" && info.region != p.FailoverRegion {
-			return fmt.Errorf("%w: %s: failoverObject.objectName is an ARN in region %s but parameter failoverRegion is %s", plugin.ErrInvalidParameters, where, info.region, p.FailoverRegion)
+			return invalid(ParamObjects, "%s: failoverObject.objectName is an ARN in region %s but parameter failoverRegion is %s", where, info.region, p.FailoverRegion)
 		}
 	}
 	return nil

@@ -1,4 +1,10 @@
-package aws
+// Package fetch reads the objects of one mount from AWS Secrets Manager and
+// SSM Parameter Store with the mount's identity: Secrets Manager latest
+// values in batches of 20 (one by one for identities whose policy denies
+// the batch call), pinned ones one by one, SSM parameters in batches of
+// 10, the failover region after throttling or server errors. Values are
+// shared for a short time between mounts of the same identity.
+package fetch
 
 import (
 	"context"
@@ -16,6 +22,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"golang.org/x/sync/singleflight"
+	"k8s.io/utils/clock"
+
+	"github.com/sscsi/secrets-store/providers/aws/auth"
+	"github.com/sscsi/secrets-store/providers/aws/awserr"
+	"github.com/sscsi/secrets-store/providers/aws/cache"
+	"github.com/sscsi/secrets-store/providers/aws/params"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
@@ -27,15 +40,118 @@ const (
 	maxConcurrentCalls = 4
 	// sharedCallTimeout bounds a backend call shared by several mounts.
 	sharedCallTimeout = 60 * time.Second
-	// awsCurrent is the stage BatchGetSecretValue returns.
-	awsCurrent = "AWSCURRENT"
+	// batchDeniedFor is how long an identity whose policy refuses
+	// BatchGetSecretValue reads secrets one by one.
+	batchDeniedFor = time.Hour
 )
+
+// Defaults of Config.
+const (
+	DefaultCacheTTL        = 30 * time.Second
+	DefaultPinnedCacheTTL  = 15 * time.Minute
+	DefaultCacheMaxEntries = 10000
+)
+
+// Value is an object's value and version.
+type Value struct {
+	Data    []byte
+	Version string
+}
+
+// key identifies one fetched value: the same object read with the same
+// identity in the same region. Pods share an entry only when all three
+// match, so a pod never sees a value its own identity could not read.
+type key struct {
+	identity string
+	region   string
+	ref      params.Ref
+}
+
+// Config configures a Fetcher.
+type Config struct {
+	// Clients returns the SDK clients of a region; credentials are set
+	// per call.
+	Clients func(region string) (*secretsmanager.Client, *ssm.Client)
+	// Clock is the time source (default: the real clock).
+	Clock clock.Clock
+	// CacheTTL is how long a fetched latest value, label or stage is
+	// shared between mounts of the same identity; 0 disables the value
+	// cache. Keep it well below the driver's rotation poll interval.
+	CacheTTL time.Duration
+	// PinnedCacheTTL is the same for a pinned objectVersion (default
+	// DefaultPinnedCacheTTL).
+	PinnedCacheTTL time.Duration
+	// CacheMaxEntries bounds the value cache (default
+	// DefaultCacheMaxEntries).
+	CacheMaxEntries int
+	// Rejected is told the key of an identity whose credentials the
+	// backend rejected, so that new ones are fetched next time.
+	Rejected func(identity string)
+}
+
+// Fetcher reads objects. Safe for concurrent use.
+type Fetcher struct {
+	cfg    Config
+	values *cache.TTL[key, Value]
+	// batchDenied holds identities whose policy refuses
+	// BatchGetSecretValue; they read secrets one by one for a while.
+	batchDenied *cache.Set
+	flights     singleflight.Group // shares identical backend calls of one identity
+}
+
+// New validates cfg and returns a Fetcher.
+func New(cfg Config) (*Fetcher, error) {
+	if cfg.Clients == nil {
+		return nil, errors.New("fetch: Config.Clients is nil")
+	}
+	if cfg.CacheTTL < 0 {
+		return nil, errors.New("fetch: CacheTTL is negative")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.PinnedCacheTTL == 0 {
+		cfg.PinnedCacheTTL = DefaultPinnedCacheTTL
+	}
+	if cfg.CacheMaxEntries <= 0 {
+		cfg.CacheMaxEntries = DefaultCacheMaxEntries
+	}
+	if cfg.Rejected == nil {
+		cfg.Rejected = func(string) {}
+	}
+	return &Fetcher{
+		cfg:         cfg,
+		values:      cache.NewTTL[key, Value](cfg.Clock, cfg.CacheMaxEntries),
+		batchDenied: cache.NewSet(cfg.Clock, batchDeniedFor, DefaultCacheMaxEntries),
+	}, nil
+}
+
+// cached returns a value shared by an earlier mount of the same identity.
+func (f *Fetcher) cached(k key) (Value, bool) {
+	if f.cfg.CacheTTL <= 0 {
+		return Value{}, false
+	}
+	return f.values.Get(k)
+}
+
+// remember shares v with later mounts of the same identity; a pinned
+// version lives longer, since it cannot change.
+func (f *Fetcher) remember(k key, v Value) {
+	ttl := f.cfg.CacheTTL
+	if ttl <= 0 {
+		return
+	}
+	if k.ref.Pinned() && f.cfg.PinnedCacheTTL > ttl {
+		ttl = f.cfg.PinnedCacheTTL
+	}
+	f.values.Put(k, v, ttl)
+}
 
 // job is one backend call: a batch of refs of one type, or one pinned
 // Secrets Manager read.
 type job struct {
 	api  string
-	refs []Ref
+	refs []params.Ref
 }
 
 func (j job) key() string {
@@ -49,20 +165,20 @@ func (j job) key() string {
 
 // jobError is the failure of some refs of a job.
 type jobError struct {
-	refs []Ref
+	refs []params.Ref
 	err  error
 }
 
 // jobResult is what one job produced.
 type jobResult struct {
-	values map[Ref]fetchResult
+	values map[params.Ref]Value
 	errs   []jobError
 }
 
 // batchable reports whether a Secrets Manager ref can go into
 // BatchGetSecretValue, which returns the AWSCURRENT version only (refs
-// name that stage with an empty label, see newRef).
-func batchable(r Ref) bool {
+// name that stage with an empty label, see params.Ref).
+func batchable(r params.Ref) bool {
 	return r.Version == "" && r.Label == ""
 }
 
@@ -70,16 +186,16 @@ func batchable(r Ref) bool {
 // batches of 20, pinned ones one by one, SSM parameters in batches of 10
 // with never two selectors of one name in the same batch (the response
 // is matched back by name).
-func planJobs(refs []Ref, batchSecrets bool) []job {
+func planJobs(refs []params.Ref, batchSecrets bool) []job {
 	var jobs []job
-	var sm []Ref
-	var ssmBatches [][]Ref
+	var sm []params.Ref
+	var ssmBatches [][]params.Ref
 	for _, r := range refs {
 		switch {
-		case r.Type == TypeSecretsManager && batchable(r) && batchSecrets:
+		case r.Type == params.TypeSecretsManager && batchable(r) && batchSecrets:
 			sm = append(sm, r)
-		case r.Type == TypeSecretsManager:
-			jobs = append(jobs, job{api: "GetSecretValue", refs: []Ref{r}})
+		case r.Type == params.TypeSecretsManager:
+			jobs = append(jobs, job{api: "GetSecretValue", refs: []params.Ref{r}})
 		default:
 			placed := false
 			for i, b := range ssmBatches {
@@ -90,7 +206,7 @@ func planJobs(refs []Ref, batchSecrets bool) []job {
 				}
 			}
 			if !placed {
-				ssmBatches = append(ssmBatches, []Ref{r})
+				ssmBatches = append(ssmBatches, []params.Ref{r})
 			}
 		}
 	}
@@ -105,7 +221,7 @@ func planJobs(refs []Ref, batchSecrets bool) []job {
 	return jobs
 }
 
-func hasName(refs []Ref, name string) bool {
+func hasName(refs []params.Ref, name string) bool {
 	for _, r := range refs {
 		if r.Name == name {
 			return true
@@ -114,12 +230,12 @@ func hasName(refs []Ref, name string) bool {
 	return false
 }
 
-// fetchAll reads every object of p with identity id. Results are aligned
+// All reads every object of p with identity id. Results are aligned
 // with p.Objects. Any failure fails the whole mount: a partial file set is
 // never returned.
-func (b *Backend) fetchAll(ctx context.Context, id *identity, p *Params) ([]fetchResult, error) {
-	byRef := map[Ref][]int{}
-	var refs []Ref
+func (f *Fetcher) All(ctx context.Context, id *auth.Identity, p *params.Params) ([]Value, error) {
+	byRef := map[params.Ref][]int{}
+	var refs []params.Ref
 	for i, o := range p.Objects {
 		r := o.Ref()
 		if _, ok := byRef[r]; !ok {
@@ -127,8 +243,8 @@ func (b *Backend) fetchAll(ctx context.Context, id *identity, p *Params) ([]fetc
 		}
 		byRef[r] = append(byRef[r], i)
 	}
-	out := make([]fetchResult, len(p.Objects))
-	got, failed := b.fetchRegion(ctx, id, p.Region, refs)
+	out := make([]Value, len(p.Objects))
+	got, failed := f.fetchRegion(ctx, id, p.Region, refs)
 	for r, v := range got {
 		for _, i := range byRef[r] {
 			out[i] = v
@@ -137,7 +253,7 @@ func (b *Backend) fetchAll(ctx context.Context, id *identity, p *Params) ([]fetc
 	var fatal, primaryErr error
 	var failover []int
 	for _, je := range failed {
-		if p.FailoverRegion == "" || !failoverEligible(je.err) {
+		if p.FailoverRegion == "" || !awserr.FailoverEligible(je.err) {
 			fatal = firstErr(fatal, je.err)
 			continue
 		}
@@ -152,8 +268,8 @@ func (b *Backend) fetchAll(ctx context.Context, id *identity, p *Params) ([]fetc
 	if len(failover) == 0 {
 		return out, nil
 	}
-	fByRef := map[Ref][]int{}
-	var frefs []Ref
+	fByRef := map[params.Ref][]int{}
+	var frefs []params.Ref
 	for _, i := range failover {
 		r := p.Objects[i].FailoverRef()
 		if _, ok := fByRef[r]; !ok {
@@ -161,7 +277,7 @@ func (b *Backend) fetchAll(ctx context.Context, id *identity, p *Params) ([]fetc
 		}
 		fByRef[r] = append(fByRef[r], i)
 	}
-	fgot, ffailed := b.fetchRegion(ctx, id, p.FailoverRegion, frefs)
+	fgot, ffailed := f.fetchRegion(ctx, id, p.FailoverRegion, frefs)
 	if len(ffailed) > 0 {
 		return nil, fmt.Errorf("%w; failover region %s also failed: %v", primaryErr, p.FailoverRegion, ffailed[0].err)
 	}
@@ -183,11 +299,11 @@ func firstErr(have, next error) error {
 // fetchRegion reads refs in one region, from the value cache when it can.
 // Concurrent mounts that need the same call with the same identity share
 // it.
-func (b *Backend) fetchRegion(ctx context.Context, id *identity, region string, refs []Ref) (map[Ref]fetchResult, []jobError) {
-	got := map[Ref]fetchResult{}
-	var miss []Ref
+func (f *Fetcher) fetchRegion(ctx context.Context, id *auth.Identity, region string, refs []params.Ref) (map[params.Ref]Value, []jobError) {
+	got := map[params.Ref]Value{}
+	var miss []params.Ref
 	for _, r := range refs {
-		if v, ok := b.values.get(valueKey{identity: id.key, region: region, ref: r}); ok {
+		if v, ok := f.cached(key{identity: id.Key, region: region, ref: r}); ok {
 			got[r] = v
 			continue
 		}
@@ -196,7 +312,7 @@ func (b *Backend) fetchRegion(ctx context.Context, id *identity, region string, 
 	if len(miss) == 0 {
 		return got, nil
 	}
-	jobs := planJobs(miss, !b.batchDenied.has(id.key))
+	jobs := planJobs(miss, !f.batchDenied.Has(id.Key))
 	results := make([]jobResult, len(jobs))
 	sem := make(chan struct{}, maxConcurrentCalls)
 	var wg sync.WaitGroup
@@ -206,14 +322,14 @@ func (b *Backend) fetchRegion(ctx context.Context, id *identity, region string, 
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			ch := b.flights.DoChan(id.key+"\x01"+region+"\x01"+j.key(), func() (any, error) {
+			ch := f.flights.DoChan(id.Key+"\x01"+region+"\x01"+j.key(), func() (any, error) {
 				// The call is shared: one caller giving up must not fail
 				// the others, so it runs on its own deadline.
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedCallTimeout)
 				defer cancel()
-				res := b.runJob(sctx, id, region, j)
+				res := f.runJob(sctx, id, region, j)
 				for r, v := range res.values {
-					b.values.put(valueKey{identity: id.key, region: region, ref: r}, v)
+					f.remember(key{identity: id.Key, region: region, ref: r}, v)
 				}
 				return res, nil
 			})
@@ -236,8 +352,8 @@ func (b *Backend) fetchRegion(ctx context.Context, id *identity, region string, 
 	for _, je := range errs {
 		if errors.Is(je.err, plugin.ErrUnauthenticated) {
 			// The credentials were rejected: get new ones next time.
-			b.creds.forget(id.key)
-			b.values.forgetIdentity(id.key)
+			f.cfg.Rejected(id.Key)
+			f.values.DeleteFunc(func(k key) bool { return k.identity == id.Key })
 		}
 	}
 	sort.SliceStable(errs, func(i, k int) bool { return errRank(errs[i].err) < errRank(errs[k].err) })
@@ -256,31 +372,31 @@ func errRank(err error) int {
 	return 2
 }
 
-func (b *Backend) runJob(ctx context.Context, id *identity, region string, j job) jobResult {
-	c := b.clientsFor(region)
+func (f *Fetcher) runJob(ctx context.Context, id *auth.Identity, region string, j job) jobResult {
+	sm, ssmc := f.cfg.Clients(region)
 	switch j.api {
 	case "BatchGetSecretValue":
-		return b.batchSecrets(ctx, c.sm, id, j.refs)
+		return f.batchSecrets(ctx, sm, id, j.refs)
 	case "GetSecretValue":
-		return b.getSecret(ctx, c.sm, id, j.refs[0])
+		return f.getSecret(ctx, sm, id, j.refs[0])
 	default:
-		return b.getParameters(ctx, c.ssm, id, j.refs)
+		return f.getParameters(ctx, ssmc, id, j.refs)
 	}
 }
 
-func smCreds(id *identity) func(*secretsmanager.Options) {
-	return func(o *secretsmanager.Options) { o.Credentials = id.creds }
+func smCreds(id *auth.Identity) func(*secretsmanager.Options) {
+	return func(o *secretsmanager.Options) { o.Credentials = id.Creds }
 }
 
-func ssmCreds(id *identity) func(*ssm.Options) {
-	return func(o *ssm.Options) { o.Credentials = id.creds }
+func ssmCreds(id *auth.Identity) func(*ssm.Options) {
+	return func(o *ssm.Options) { o.Credentials = id.Creds }
 }
 
-func failAll(refs []Ref, err error) jobResult {
+func failAll(refs []params.Ref, err error) jobResult {
 	return jobResult{errs: []jobError{{refs: refs, err: err}}}
 }
 
-func what(r Ref) string {
+func what(r params.Ref) string {
 	s := fmt.Sprintf("%q", r.Name)
 	if r.Version != "" {
 		s += " objectVersion " + r.Version
@@ -298,7 +414,7 @@ func secretValue(bin []byte, str *string) []byte {
 	return []byte(aws.ToString(str))
 }
 
-func (b *Backend) getSecret(ctx context.Context, client *secretsmanager.Client, id *identity, r Ref) jobResult {
+func (f *Fetcher) getSecret(ctx context.Context, client *secretsmanager.Client, id *auth.Identity, r params.Ref) jobResult {
 	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(r.Name)}
 	if r.Version != "" {
 		in.VersionId = aws.String(r.Version)
@@ -308,9 +424,9 @@ func (b *Backend) getSecret(ctx context.Context, client *secretsmanager.Client, 
 	}
 	out, err := client.GetSecretValue(ctx, in, smCreds(id))
 	if err != nil {
-		return failAll([]Ref{r}, apiError("secretsmanager GetSecretValue", what(r), err))
+		return failAll([]params.Ref{r}, awserr.Wrap("secretsmanager GetSecretValue", what(r), err))
 	}
-	return jobResult{values: map[Ref]fetchResult{r: {value: secretValue(out.SecretBinary, out.SecretString), version: aws.ToString(out.VersionId)}}}
+	return jobResult{values: map[params.Ref]Value{r: {Data: secretValue(out.SecretBinary, out.SecretString), Version: aws.ToString(out.VersionId)}}}
 }
 
 // matchSecret reports whether a returned secret is the one asked for by
@@ -323,25 +439,25 @@ func matchSecret(id, name, arn string) bool {
 	return strings.HasPrefix(id, "arn:") && len(arn) == len(id)+7 && strings.HasPrefix(arn, id+"-")
 }
 
-func (b *Backend) batchSecrets(ctx context.Context, client *secretsmanager.Client, id *identity, refs []Ref) jobResult {
+func (f *Fetcher) batchSecrets(ctx context.Context, client *secretsmanager.Client, id *auth.Identity, refs []params.Ref) jobResult {
 	ids := make([]string, len(refs))
 	for i, r := range refs {
 		ids[i] = r.Name
 	}
-	res := jobResult{values: map[Ref]fetchResult{}}
+	res := jobResult{values: map[params.Ref]Value{}}
 	in := &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids}
 	var entries []smtypes.SecretValueEntry
 	var apiErrs []smtypes.APIErrorType
 	for page := 0; ; page++ {
 		out, err := client.BatchGetSecretValue(ctx, in, smCreds(id))
 		if err != nil {
-			err = apiError("secretsmanager BatchGetSecretValue", fmt.Sprintf("of %d secrets (%s)", len(refs), strings.Join(ids, ", ")), err)
+			err = awserr.Wrap("secretsmanager BatchGetSecretValue", fmt.Sprintf("of %d secrets (%s)", len(refs), strings.Join(ids, ", ")), err)
 			if errors.Is(err, plugin.ErrPermissionDenied) {
 				// Policies written for the upstream provider grant
 				// GetSecretValue only: read one by one, and stop trying
 				// the batch call for this identity for a while.
-				b.batchDenied.add(id.key)
-				return b.getSecretsOneByOne(ctx, client, id, refs)
+				f.batchDenied.Add(id.Key)
+				return f.getSecretsOneByOne(ctx, client, id, refs)
 			}
 			return failAll(refs, err)
 		}
@@ -356,7 +472,7 @@ func (b *Backend) batchSecrets(ctx context.Context, client *secretsmanager.Clien
 		found := false
 		for _, e := range entries {
 			if matchSecret(r.Name, aws.ToString(e.Name), aws.ToString(e.ARN)) {
-				res.values[r] = fetchResult{value: secretValue(e.SecretBinary, e.SecretString), version: aws.ToString(e.VersionId)}
+				res.values[r] = Value{Data: secretValue(e.SecretBinary, e.SecretString), Version: aws.ToString(e.VersionId)}
 				found = true
 				break
 			}
@@ -368,26 +484,26 @@ func (b *Backend) batchSecrets(ctx context.Context, client *secretsmanager.Clien
 		for _, e := range apiErrs {
 			if aws.ToString(e.SecretId) == r.Name {
 				code := aws.ToString(e.ErrorCode)
-				kind := codeKind(code)
+				kind := awserr.CodeKind(code)
 				if kind == nil {
 					kind = plugin.ErrUnavailable
 				}
-				err = fmt.Errorf("%w: secretsmanager BatchGetSecretValue %s: %s: %s", kind, what(r), code, truncate(aws.ToString(e.Message)))
+				err = fmt.Errorf("%w: secretsmanager BatchGetSecretValue %s: %s: %s", kind, what(r), code, awserr.Truncate(aws.ToString(e.Message)))
 				break
 			}
 		}
 		if err == nil {
 			err = fmt.Errorf("%w: secretsmanager BatchGetSecretValue %s: not in the response", plugin.ErrNotFound, what(r))
 		}
-		res.errs = append(res.errs, jobError{refs: []Ref{r}, err: err})
+		res.errs = append(res.errs, jobError{refs: []params.Ref{r}, err: err})
 	}
 	return res
 }
 
-func (b *Backend) getSecretsOneByOne(ctx context.Context, client *secretsmanager.Client, id *identity, refs []Ref) jobResult {
-	res := jobResult{values: map[Ref]fetchResult{}}
+func (f *Fetcher) getSecretsOneByOne(ctx context.Context, client *secretsmanager.Client, id *auth.Identity, refs []params.Ref) jobResult {
+	res := jobResult{values: map[params.Ref]Value{}}
 	for _, r := range refs {
-		one := b.getSecret(ctx, client, id, r)
+		one := f.getSecret(ctx, client, id, r)
 		for k, v := range one.values {
 			res.values[k] = v
 		}
@@ -396,15 +512,8 @@ func (b *Backend) getSecretsOneByOne(ctx context.Context, client *secretsmanager
 	return res
 }
 
-func truncate(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "..."
-	}
-	return s
-}
-
 // selector is the GetParameters name suffix for a pinned version or label.
-func selector(r Ref) string {
+func selector(r params.Ref) string {
 	switch {
 	case r.Version != "":
 		return ":" + r.Version
@@ -414,16 +523,16 @@ func selector(r Ref) string {
 	return ""
 }
 
-func (b *Backend) getParameters(ctx context.Context, client *ssm.Client, id *identity, refs []Ref) jobResult {
+func (f *Fetcher) getParameters(ctx context.Context, client *ssm.Client, id *auth.Identity, refs []params.Ref) jobResult {
 	names := make([]string, len(refs))
 	for i, r := range refs {
 		names[i] = r.Name + selector(r)
 	}
 	out, err := client.GetParameters(ctx, &ssm.GetParametersInput{Names: names, WithDecryption: aws.Bool(true)}, ssmCreds(id))
 	if err != nil {
-		return failAll(refs, apiError("ssm GetParameters", fmt.Sprintf("of %d parameters (%s)", len(refs), strings.Join(names, ", ")), err))
+		return failAll(refs, awserr.Wrap("ssm GetParameters", fmt.Sprintf("of %d parameters (%s)", len(refs), strings.Join(names, ", ")), err))
 	}
-	res := jobResult{values: map[Ref]fetchResult{}}
+	res := jobResult{values: map[params.Ref]Value{}}
 	invalid := map[string]bool{}
 	for _, n := range out.InvalidParameters {
 		invalid[n] = true
@@ -431,10 +540,10 @@ func (b *Backend) getParameters(ctx context.Context, client *ssm.Client, id *ide
 	for i, r := range refs {
 		p, ok := findParameter(out.Parameters, r.Name)
 		if !ok || invalid[names[i]] {
-			res.errs = append(res.errs, jobError{refs: []Ref{r}, err: fmt.Errorf("%w: ssm GetParameters %s: parameter, version or label does not exist", plugin.ErrNotFound, what(r))})
+			res.errs = append(res.errs, jobError{refs: []params.Ref{r}, err: fmt.Errorf("%w: ssm GetParameters %s: parameter, version or label does not exist", plugin.ErrNotFound, what(r))})
 			continue
 		}
-		res.values[r] = fetchResult{value: []byte(aws.ToString(p.Value)), version: strconv.FormatInt(p.Version, 10)}
+		res.values[r] = Value{Data: []byte(aws.ToString(p.Value)), Version: strconv.FormatInt(p.Version, 10)}
 	}
 	return res
 }

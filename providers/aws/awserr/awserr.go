@@ -1,4 +1,7 @@
-package aws
+// Package awserr classifies AWS SDK errors into the plugin's error kinds
+// (plugin.ErrNotFound, plugin.ErrThrottled, ...) and describes them
+// without secret material, for the auth and fetch packages.
+package awserr
 
 import (
 	"context"
@@ -35,9 +38,9 @@ var (
 	}
 )
 
-// kindOf returns the plugin error kind for an SDK error, or nil when none
+// Kind returns the plugin error kind for an SDK error, or nil when none
 // fits (reported as Internal).
-func kindOf(err error) error {
+func Kind(err error) error {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil // already a kind the plugin classifies
@@ -84,24 +87,24 @@ func kindOf(err error) error {
 	return nil
 }
 
-// codeKind maps a per-item error code (BatchGetSecretValue's Errors) to
+// CodeKind maps a per-item error code (BatchGetSecretValue's Errors) to
 // a kind.
-func codeKind(code string) error {
-	return kindOf(&smithy.GenericAPIError{Code: code})
+func CodeKind(code string) error {
+	return Kind(&smithy.GenericAPIError{Code: code})
 }
 
-// failoverEligible reports whether the failover region should be tried
+// FailoverEligible reports whether the failover region should be tried
 // after err: throttling, server errors and transport failures, never a
 // client error such as not found or access denied.
-func failoverEligible(err error) bool {
+func FailoverEligible(err error) bool {
 	return errors.Is(err, plugin.ErrThrottled) || errors.Is(err, plugin.ErrUnavailable)
 }
 
-// apiError wraps an SDK error with its kind and the object it concerns.
+// Wrap wraps an SDK error with its kind and the object it concerns.
 // The message has the AWS error code and message, which name the object
 // but never carry its value.
-func apiError(api string, what string, err error) error {
-	kind := kindOf(err)
+func Wrap(api string, what string, err error) error {
+	kind := Kind(err)
 	detail := describe(err)
 	if kind == nil {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -133,4 +136,29 @@ func describe(err error) string {
 		return "network error: " + ne.Error()
 	}
 	return err.Error()
+}
+
+// Code is a bounded label for an SDK result.
+func Code(err error) string {
+	if err == nil {
+		return "OK"
+	}
+	var ae smithy.APIError
+	switch {
+	case errors.As(err, &ae):
+		return ae.ErrorCode()
+	case errors.Is(err, context.Canceled):
+		return "Canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "DeadlineExceeded"
+	}
+	return "NetworkError"
+}
+
+// Truncate bounds a backend message quoted in an error.
+func Truncate(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
 }
