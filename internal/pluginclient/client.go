@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 )
 
 // Errors. The CSI layer maps them to gRPC codes.
@@ -33,12 +34,10 @@ var (
 	ErrProviderUnavailable = errors.New("provider unavailable")
 )
 
-var providerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{0,30}$`)
-
 // ValidateName checks a provider name as the upstream driver does.
 func ValidateName(name string) error {
-	if name == "" || !providerName.MatchString(name) {
-		return fmt.Errorf("%w: %q must match ^[a-zA-Z0-9_-]{1,30}$", ErrInvalidProviderName, name)
+	if err := ssv1.Provider(name).Validate(); err != nil {
+		return fmt.Errorf("%w: spec.provider %w", ErrInvalidProviderName, err)
 	}
 	return nil
 }

@@ -13,8 +13,6 @@ import (
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
-	"github.com/sscsi/secrets-store/providers/aws/params"
-	"github.com/sscsi/secrets-store/providers/fake"
 )
 
 // Finding is one problem (or note) about one SecretProviderClass.
@@ -122,53 +120,21 @@ func lintClass(res *Result, spc *ssv1.SecretProviderClass) {
 		add("metadata.name", "is empty", false)
 	}
 	p := string(spc.Spec.Provider)
-	switch {
-	case p == "":
-		add("spec.provider", "is empty; name the provider plugin (aws, vault, fake, ...)", false)
-	case len(p) > 30 || strings.Trim(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "":
-		add("spec.provider", fmt.Sprintf("%q must match ^[a-zA-Z0-9_-]{1,30}$ (it names the provider's socket)", p), false)
+	if err := spc.Spec.Provider.Validate(); err != nil {
+		add("spec.provider", err.Error(), false)
 	}
 	var files []string
-	switch p {
-	case "aws":
-		objs, err := params.ParseObjects(spc.Spec.Parameters["objects"], spc.Spec.Parameters["pathTranslation"])
-		if err != nil {
-			add("spec.parameters.objects", cleanErr(err), false)
-			break
-		}
-		attrs := map[string]string{}
-		for k, v := range spc.Spec.Parameters {
-			attrs[k] = v
-		}
-		if _, err := params.ParseParams(attrs, "us-east-1"); err != nil {
-			add("spec.parameters", cleanErr(err), false)
-		}
-		if spc.Spec.Parameters["region"] == "" {
-			add("spec.parameters.region", "is empty: the provider will use the node's region label (topology.kubernetes.io/region)", true)
-		}
-		for _, o := range objs {
-			files = append(files, o.FileName)
-			for _, j := range o.JMESPaths {
-				files = append(files, j.FileName)
+	if check, ok := checkers[p]; ok {
+		var problems []Problem
+		files, problems = check(spc.Spec.Parameters)
+		for _, pr := range problems {
+			field := "spec.parameters"
+			if pr.Param != "" {
+				field += "." + pr.Param
 			}
+			add(field, pr.Message, pr.Warning)
 		}
-	case "fake":
-		objs, err := fake.ParseObjects(spc.Spec.Parameters["objects"])
-		if err != nil {
-			add("spec.parameters.objects", cleanErr(err), false)
-			break
-		}
-		for _, o := range objs {
-			p := o.Path
-			if p == "" {
-				p = o.ObjectName
-			}
-			if err := atomicfs.ValidatePath(p); err != nil {
-				add("spec.parameters.objects", fmt.Sprintf("object %s: %s", o.ObjectName, cleanErr(err)), false)
-			}
-			files = append(files, p)
-		}
-	default:
+	} else if p != "" {
 		add("spec.parameters", fmt.Sprintf("provider %q is not one this tool knows; parameters were not checked", p), true)
 	}
 	res.Files[class] = files
@@ -197,19 +163,10 @@ func lintClass(res *Result, spc *ssv1.SecretProviderClass) {
 				add(df+".key", "is empty", false)
 			}
 			if err := atomicfs.ValidatePath(d.ObjectName); err != nil {
-				add(df+".objectName", cleanErr(err), false)
+				add(df+".objectName", err.Error(), false)
 			} else if len(files) > 0 && !known[d.ObjectName] {
 				add(df+".objectName", fmt.Sprintf("%q is not a file this class mounts (files: %s)", d.ObjectName, strings.Join(files, ", ")), false)
 			}
 		}
 	}
-}
-
-// cleanErr drops the sentinel prefixes, leaving the actionable message.
-func cleanErr(err error) string {
-	msg := err.Error()
-	for _, p := range []string{"invalid parameters: ", "invalid payload: "} {
-		msg = strings.ReplaceAll(msg, p, "")
-	}
-	return msg
 }

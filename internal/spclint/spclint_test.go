@@ -125,3 +125,27 @@ func FuzzLint(f *testing.F) {
 		}
 	})
 }
+
+// TestFindingsNameTheParameter: a provider's parameter errors land on the
+// parameter's own field, with the provider's message and no sentinel text.
+func TestFindingsNameTheParameter(t *testing.T) {
+	for field, spec := range map[string]string{
+		"spec.parameters.region":                   "spec: {provider: aws, parameters: {region: 'us east', objects: '- {objectName: a, objectType: secretsmanager}'}}",
+		"spec.parameters.usePodIdentity":           "spec: {provider: aws, parameters: {region: us-east-1, usePodIdentity: maybe, objects: '- {objectName: a, objectType: secretsmanager}'}}",
+		"spec.parameters.objects":                  "spec: {provider: fake, parameters: {objects: '- {objectName: a, source: nope}'}}",
+		"spec.provider":                            "spec: {provider: 'a.b', parameters: {}}",
+		"spec.secretObjects[0].data[0].objectName": "spec: {provider: fake, parameters: {objects: '- {objectName: a}'}, secretObjects: [{secretName: s, type: Opaque, data: [{objectName: /abs, key: k}]}]}",
+	} {
+		r := lint(t, "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: c, namespace: n}\n"+spec+"\n")
+		var found bool
+		for _, f := range r.Findings {
+			if strings.Contains(f.Message, "invalid parameters") {
+				t.Errorf("%s: message carries a sentinel prefix: %s", field, f.Message)
+			}
+			found = found || (!f.Warning && f.Field == field)
+		}
+		if !found {
+			t.Errorf("no error on %s; findings: %v", field, r.Findings)
+		}
+	}
+}

@@ -7,80 +7,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
-	"sigs.k8s.io/yaml"
-
+	"github.com/sscsi/secrets-store/providers/fake/params"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
-
-// Object sources.
-const (
-	SourceValue          = ""                             // the object's value
-	SourceTokenAudiences = "serviceAccountTokenAudiences" // audiences of tokens received, one a line
-	SourceNodeSecret     = "nodePublishSecret"            // one key of the nodePublishSecretRef secret
-	SourcePodInfo        = "podInfo"                      // namespace/name/serviceAccount of the pod
-)
-
-// Object is one entry of the "objects" parameter.
-type Object struct {
-	ObjectName     string `json:"objectName"`
-	Value          string `json:"value,omitempty"`
-	Version        string `json:"version,omitempty"`
-	FilePermission string `json:"filePermission,omitempty"`
-	Source         string `json:"source,omitempty"`
-	Key            string `json:"key,omitempty"`
-	// Path places the file at a nested relative path (default objectName).
-	Path string `json:"path,omitempty"`
-}
-
-// ParseObjects decodes and validates the "objects" parameter.
-func ParseObjects(s string) ([]Object, error) {
-	var objs []Object
-	if strings.TrimSpace(s) == "" {
-		return nil, fmt.Errorf("%w: parameter objects is empty; list at least one {objectName, value}", plugin.ErrInvalidParameters)
-	}
-	if err := yaml.UnmarshalStrict([]byte(s), &objs); err != nil {
-		return nil, fmt.Errorf("%w: parameter objects is not a YAML list of objects: %v", plugin.ErrInvalidParameters, err)
-	}
-	seen := map[string]bool{}
-	for i, o := range objs {
-		if o.ObjectName == "" {
-			return nil, fmt.Errorf("%w: objects[%d].objectName is empty", plugin.ErrInvalidParameters, i)
-		}
-		if seen[o.ObjectName] {
-			return nil, fmt.Errorf("%w: objects[%d].objectName %q is listed twice", plugin.ErrInvalidParameters, i, o.ObjectName)
-		}
-		seen[o.ObjectName] = true
-		switch o.Source {
-		case SourceValue, SourceTokenAudiences, SourcePodInfo:
-		case SourceNodeSecret:
-			if o.Key == "" {
-				return nil, fmt.Errorf("%w: objects[%d] (%s): source %s needs key", plugin.ErrInvalidParameters, i, o.ObjectName, o.Source)
-			}
-		default:
-			return nil, fmt.Errorf("%w: objects[%d] (%s): unknown source %q", plugin.ErrInvalidParameters, i, o.ObjectName, o.Source)
-		}
-		if o.FilePermission != "" {
-			if _, err := parseMode(o.FilePermission); err != nil {
-				return nil, fmt.Errorf("%w: objects[%d] (%s): filePermission: %v", plugin.ErrInvalidParameters, i, o.ObjectName, err)
-			}
-		}
-	}
-	return objs, nil
-}
-
-func parseMode(s string) (fs.FileMode, error) {
-	m, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || m > 0o777 {
-		return 0, fmt.Errorf("%q is not an octal mode between 0000 and 0777", s)
-	}
-	return fs.FileMode(m), nil
-}
 
 // entry is a value set through the admin API.
 type entry struct {
@@ -133,9 +67,9 @@ func (b *Backend) Calls() int {
 
 // Mount implements plugin.Backend.
 func (b *Backend) Mount(ctx context.Context, req *plugin.Request) (*plugin.Response, error) {
-	objs, err := ParseObjects(req.Attributes["objects"])
+	objs, err := params.ParseObjects(req.Attributes[params.ParamObjects])
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", plugin.ErrInvalidParameters, err)
 	}
 	b.mu.Lock()
 	b.calls++
@@ -150,8 +84,8 @@ func (b *Backend) Mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 	resp := &plugin.Response{}
 	for _, o := range objs {
 		mode := req.Permission
-		if o.FilePermission != "" {
-			mode, _ = parseMode(o.FilePermission)
+		if o.Mode != 0 {
+			mode = o.Mode
 		}
 		version := o.Version
 		if version == "" {
@@ -159,34 +93,30 @@ func (b *Backend) Mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 		}
 		var contents []byte
 		switch o.Source {
-		case SourceValue:
+		case params.SourceValue:
 			contents = []byte(o.Value)
 			if e, ok := store[o.ObjectName]; ok {
 				contents = e.value
 				version = version + "+" + strconv.Itoa(e.version)
 			}
-		case SourceTokenAudiences:
+		case params.SourceTokenAudiences:
 			auds := make([]string, 0, len(req.Tokens))
 			for a := range req.Tokens {
 				auds = append(auds, a)
 			}
 			sort.Strings(auds)
 			contents = []byte(strings.Join(auds, "\n"))
-		case SourceNodeSecret:
+		case params.SourceNodeSecret:
 			v, ok := req.Secrets[o.Key]
 			if !ok {
 				return nil, fmt.Errorf("%w: objects %s: key %q is not in the nodePublishSecretRef secret", plugin.ErrNotFound, o.ObjectName, o.Key)
 			}
 			contents = []byte(v)
-		case SourcePodInfo:
+		case params.SourcePodInfo:
 			pi, _ := json.Marshal(map[string]string{"namespace": req.Pod.Namespace, "name": req.Pod.Name, "serviceAccount": req.Pod.ServiceAccount, "uid": req.Pod.UID})
 			contents = pi
 		}
-		p := o.Path
-		if p == "" {
-			p = o.ObjectName
-		}
-		resp.Files = append(resp.Files, plugin.File{Path: p, Mode: mode, Contents: contents})
+		resp.Files = append(resp.Files, plugin.File{Path: o.File(), Mode: mode, Contents: contents})
 		resp.Versions = append(resp.Versions, plugin.ObjectVersion{ID: o.ObjectName, Version: version})
 	}
 	return resp, nil

@@ -1,6 +1,9 @@
 package v1
 
 import (
+	"errors"
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -8,6 +11,25 @@ import (
 // socket <providers-dir>/<Provider>.sock, so the driver (not the CRD schema,
 // which upstream leaves open) requires it to match ^[a-zA-Z0-9_-]{0,30}$.
 type Provider string
+
+// maxProviderName is the longest provider name (the socket's basename).
+const maxProviderName = 30
+
+// Validate checks the provider name the way the driver does before it
+// dials <providers-dir>/<name>.sock: 1 to 30 of [a-zA-Z0-9_-].
+func (p Provider) Validate() error {
+	if p == "" {
+		return errors.New("is empty; name the provider plugin (aws, vault, fake, ...)")
+	}
+	ok := len(p) <= maxProviderName
+	for _, c := range p {
+		ok = ok && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-')
+	}
+	if !ok {
+		return fmt.Errorf("%q must match ^[a-zA-Z0-9_-]{1,30}$ (it names the provider's socket)", string(p))
+	}
+	return nil
+}
 
 // SecretObjectData maps one mounted file to one key of a synced Secret.
 type SecretObjectData struct {

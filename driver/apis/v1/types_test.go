@@ -3,6 +3,7 @@ package v1_test
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -180,5 +181,18 @@ func TestHelpers(t *testing.T) {
 	}
 	if got := v1.Resource("secretproviderclasspodstatuses").String(); got != "secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io" {
 		t.Errorf("Resource = %s", got)
+	}
+}
+
+func TestProviderValidate(t *testing.T) {
+	for _, ok := range []v1.Provider{"aws", "my_provider-2", v1.Provider(strings.Repeat("a", 30))} {
+		if err := ok.Validate(); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []v1.Provider{"", "a.b", "../x", "a/b", v1.Provider(strings.Repeat("a", 31)), "é"} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

@@ -1,0 +1,76 @@
+package spclint
+
+import (
+	"errors"
+	"strings"
+
+	awsparams "github.com/sscsi/secrets-store/providers/aws/params"
+	fakeparams "github.com/sscsi/secrets-store/providers/fake/params"
+)
+
+// Problem is one mistake (or note) in a provider's spec.parameters.
+type Problem struct {
+	// Param is the spec.parameters key at fault ("" for the parameters
+	// as a whole).
+	Param string
+	// Message says what is wrong and how to fix it.
+	Message string
+	// Warning marks problems that do not fail a mount.
+	Warning bool
+}
+
+// checker judges one provider's spec.parameters offline, the way the
+// provider will at mount time, and lists the files a mount will hold.
+type checker func(parameters map[string]string) (files []string, problems []Problem)
+
+// checkers is the registry of providers whose parameters this tool
+// checks, by spec.provider. A provider adds one entry, backed by its
+// parameter package, which must not link the provider's backend SDK
+// (go list -deps ./cmd/sscsi stays small). Read-only.
+var checkers = map[string]checker{
+	"aws":  checkAWS,
+	"fake": checkFake,
+}
+
+// paramProblem turns a parameter package's error into a Problem; param
+// extracts the parameter name from the package's error type.
+func paramProblem[E error](err error, param func(E) string) Problem {
+	var pe E
+	if errors.As(err, &pe) {
+		return Problem{Param: param(pe), Message: pe.Error()}
+	}
+	return Problem{Message: err.Error()}
+}
+
+func checkAWS(parameters map[string]string) ([]string, []Problem) {
+	var problems []Problem
+	if strings.TrimSpace(parameters[awsparams.ParamRegion]) == "" {
+		problems = append(problems, Problem{Param: awsparams.ParamRegion, Warning: true,
+			Message: "is empty: the provider will use its --region, else the node's region label (topology.kubernetes.io/region)"})
+	}
+	// The default region stands in for the provider's, unknown offline.
+	p, err := awsparams.ParseParams(parameters, "us-east-1")
+	if err != nil {
+		return nil, append(problems, paramProblem(err, func(e *awsparams.Error) string { return e.Param }))
+	}
+	var files []string
+	for _, o := range p.Objects {
+		files = append(files, o.FileName)
+		for _, j := range o.JMESPaths {
+			files = append(files, j.FileName)
+		}
+	}
+	return files, problems
+}
+
+func checkFake(parameters map[string]string) ([]string, []Problem) {
+	objs, err := fakeparams.ParseObjects(parameters[fakeparams.ParamObjects])
+	if err != nil {
+		return nil, []Problem{paramProblem(err, func(e *fakeparams.Error) string { return e.Param })}
+	}
+	files := make([]string, 0, len(objs))
+	for _, o := range objs {
+		files = append(files, o.File())
+	}
+	return files, nil
+}

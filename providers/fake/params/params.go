@@ -1,0 +1,111 @@
+// Package params parses and validates the fake provider's
+// SecretProviderClass parameters. It is a leaf (no gRPC), so offline tools
+// link it cheaply; errors are *Error values that the provider maps to
+// InvalidArgument at its boundary.
+package params
+
+import (
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/sscsi/secrets-store/internal/atomicfs"
+)
+
+// ParamObjects is the only parameter the fake provider reads.
+const ParamObjects = "objects"
+
+// Error is a parameter mistake the SecretProviderClass author must fix.
+type Error struct {
+	// Param is the spec.parameters key at fault.
+	Param string
+	msg   string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+func invalid(format string, args ...any) error {
+	return &Error{Param: ParamObjects, msg: fmt.Sprintf(format, args...)}
+}
+
+// Object sources.
+const (
+	SourceValue          = ""                             // the object's value
+	SourceTokenAudiences = "serviceAccountTokenAudiences" // audiences of tokens received, one a line
+	SourceNodeSecret     = "nodePublishSecret"            // one key of the nodePublishSecretRef secret
+	SourcePodInfo        = "podInfo"                      // namespace/name/serviceAccount of the pod
+)
+
+// Object is one entry of the "objects" parameter.
+type Object struct {
+	ObjectName     string `json:"objectName"`
+	Value          string `json:"value,omitempty"`
+	Version        string `json:"version,omitempty"`
+	FilePermission string `json:"filePermission,omitempty"`
+	Source         string `json:"source,omitempty"`
+	Key            string `json:"key,omitempty"`
+	// Path places the file at a nested relative path (default objectName).
+	Path string `json:"path,omitempty"`
+	// Mode is FilePermission parsed (0: the mount's default).
+	Mode fs.FileMode `json:"-"`
+}
+
+// File is the object's path in the volume: Path, else ObjectName.
+func (o Object) File() string {
+	if o.Path != "" {
+		return o.Path
+	}
+	return o.ObjectName
+}
+
+// ParseObjects decodes and validates the "objects" parameter.
+func ParseObjects(s string) ([]Object, error) {
+	var objs []Object
+	if strings.TrimSpace(s) == "" {
+		return nil, invalid("parameter objects is empty; list at least one {objectName, value}")
+	}
+	if err := yaml.UnmarshalStrict([]byte(s), &objs); err != nil {
+		return nil, invalid("parameter objects is not a YAML list of objects: %v", err)
+	}
+	seen := map[string]bool{}
+	for i, o := range objs {
+		if o.ObjectName == "" {
+			return nil, invalid("objects[%d].objectName is empty", i)
+		}
+		if seen[o.ObjectName] {
+			return nil, invalid("objects[%d].objectName %q is listed twice", i, o.ObjectName)
+		}
+		seen[o.ObjectName] = true
+		if err := atomicfs.ValidatePath(o.File()); err != nil {
+			return nil, invalid("objects[%d] (%s): path %q is not a usable file name: %v", i, o.ObjectName, o.File(), err)
+		}
+		switch o.Source {
+		case SourceValue, SourceTokenAudiences, SourcePodInfo:
+		case SourceNodeSecret:
+			if o.Key == "" {
+				return nil, invalid("objects[%d] (%s): source %s needs key", i, o.ObjectName, o.Source)
+			}
+		default:
+			return nil, invalid("objects[%d] (%s): unknown source %q", i, o.ObjectName, o.Source)
+		}
+		if o.FilePermission != "" {
+			m, err := parseMode(o.FilePermission)
+			if err != nil {
+				return nil, invalid("objects[%d] (%s): filePermission: %v", i, o.ObjectName, err)
+			}
+			objs[i].Mode = m
+		}
+	}
+	return objs, nil
+}
+
+func parseMode(s string) (fs.FileMode, error) {
+	m, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal mode between 0000 and 0777", s)
+	}
+	return fs.FileMode(m), nil
+}
