@@ -69,6 +69,10 @@ type conn struct {
 	path string
 	file fileID
 	cc   *grpc.ClientConn
+
+	// calls and retired are guarded by Client.mu.
+	calls   int  // calls in flight on cc
+	retired bool // replaced or Client closed: cc closes when calls reach 0
 }
 
 // fileID tells socket files at one path apart: an inode number can be
@@ -113,19 +117,23 @@ func (c *Client) socketPath(provider string) (string, fileID, error) {
 
 // client returns a connected client for provider, dialing or re-dialing as
 // needed, and waits at most ConnectTimeout for the connection to be ready.
-func (c *Client) client(ctx context.Context, provider string) (v1alpha1.CSIDriverProviderClient, error) {
+// The caller must call release once its call on the client has ended: a
+// connection replaced meanwhile is closed only then, so a call in flight
+// to a provider that is being replaced (rolling update) completes.
+func (c *Client) client(ctx context.Context, provider string) (cl v1alpha1.CSIDriverProviderClient, release func(), err error) {
 	if err := ValidateName(provider); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	path, file, err := c.socketPath(provider)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.mu.Lock()
 	cn, ok := c.conns[provider]
 	if ok && (cn.path != path || cn.file != file) {
 		klog.V(2).InfoS("provider socket replaced; reconnecting", "provider", provider, "socket", path)
-		_ = cn.cc.Close()
+		delete(c.conns, provider)
+		c.retireLocked(cn)
 		ok = false
 	}
 	if !ok {
@@ -136,17 +144,44 @@ func (c *Client) client(ctx context.Context, provider string) (v1alpha1.CSIDrive
 		)
 		if err != nil {
 			c.mu.Unlock()
-			return nil, fmt.Errorf("%w: %s: %v", ErrProviderUnavailable, path, err)
+			return nil, nil, fmt.Errorf("%w: %s: %w", ErrProviderUnavailable, path, err)
 		}
 		cn = &conn{path: path, file: file, cc: cc}
 		c.conns[provider] = cn
 	}
+	cn.calls++
 	c.mu.Unlock()
+	release = func() { c.release(cn) }
 
 	if err := waitReady(ctx, cn.cc, c.cfg.ConnectTimeout); err != nil {
-		return nil, fmt.Errorf("%w: provider %q does not answer on %s within %s: %v", ErrProviderUnavailable, provider, path, c.cfg.ConnectTimeout, err)
+		release()
+		return nil, nil, fmt.Errorf("%w: provider %q does not answer on %s within %s: %w", ErrProviderUnavailable, provider, path, c.cfg.ConnectTimeout, err)
 	}
-	return v1alpha1.NewCSIDriverProviderClient(cn.cc), nil
+	return v1alpha1.NewCSIDriverProviderClient(cn.cc), release, nil
+}
+
+// retireLocked marks cn for closing once its calls have ended. c.mu held.
+func (c *Client) retireLocked(cn *conn) {
+	cn.retired = true
+	if cn.calls == 0 {
+		closeConn(cn)
+	}
+}
+
+// release ends one call on cn, closing cn if it was retired meanwhile.
+func (c *Client) release(cn *conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cn.calls--
+	if cn.retired && cn.calls == 0 {
+		closeConn(cn)
+	}
+}
+
+func closeConn(cn *conn) {
+	if err := cn.cc.Close(); err != nil {
+		klog.V(4).InfoS("close provider connection", "socket", cn.path, "err", err)
+	}
 }
 
 func waitReady(ctx context.Context, cc *grpc.ClientConn, timeout time.Duration) error {
@@ -177,19 +212,21 @@ func waitReady(ctx context.Context, cc *grpc.ClientConn, timeout time.Duration) 
 
 // Mount calls the provider's Mount RPC.
 func (c *Client) Mount(ctx context.Context, provider string, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
-	cl, err := c.client(ctx, provider)
+	cl, release, err := c.client(ctx, provider)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return cl.Mount(ctx, req)
 }
 
 // Version calls the provider's Version RPC (health checks).
 func (c *Client) Version(ctx context.Context, provider string) (*v1alpha1.VersionResponse, error) {
-	cl, err := c.client(ctx, provider)
+	cl, release, err := c.client(ctx, provider)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return cl.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
 }
 
@@ -213,14 +250,12 @@ func (c *Client) Providers() []string {
 	return out
 }
 
-// Close closes every connection.
+// Close closes every connection once the calls in flight on it have ended.
 func (c *Client) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, cn := range c.conns {
-		if err := cn.cc.Close(); err != nil {
-			klog.V(4).InfoS("close provider connection", "provider", name, "err", err)
-		}
 		delete(c.conns, name)
+		c.retireLocked(cn)
 	}
 }

@@ -144,3 +144,56 @@ func TestProviderSocketRemovedAndRecreated(t *testing.T) {
 		t.Fatalf("after the provider came back: %v, %v", v, err)
 	}
 }
+
+// releasedServer blocks Mount until release is closed, then succeeds.
+type releasedServer struct {
+	v1alpha1.UnimplementedCSIDriverProviderServer
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s releasedServer) Mount(context.Context, *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	close(s.entered)
+	<-s.release
+	return &v1alpha1.MountResponse{}, nil
+}
+
+// TestReplacedConnectionOutlivesItsCalls: a provider replaced while a call
+// is in flight (rolling update: the new process binds a new socket at the
+// same path while the old one finishes its work) reconnects new calls at
+// once, and the call in flight on the old connection still completes.
+func TestReplacedConnectionOutlivesItsCalls(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "p.sock")
+	old := releasedServer{entered: make(chan struct{}), release: make(chan struct{})}
+	startProvider(t, sock, old)
+	c, err := New(Config{Dirs: []string{filepath.Dir(sock)}, ConnectTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Mount(t.Context(), "p", &v1alpha1.MountRequest{})
+		errc <- err
+	}()
+	<-old.entered
+	startProvider(t, sock, versionServer{name: "new"})
+	if v, err := c.Version(t.Context(), "p"); err != nil || v.GetRuntimeName() != "new" {
+		t.Fatalf("call after the replacement: %v, %v; want the new provider", v, err)
+	}
+	close(old.release)
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("call in flight on the replaced connection: %v, want success", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("call in flight on the replaced connection never returned")
+	}
+	c.mu.Lock()
+	n := len(c.conns)
+	c.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("connections kept = %d, want 1", n)
+	}
+}
