@@ -128,7 +128,7 @@ func (s *Server) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVo
 	case req.GetVolumeCapability().GetBlock() != nil:
 		return nil, status.Error(codes.InvalidArgument, "volume_capability: block access is not supported; use a filesystem (mount) volume")
 	case !req.GetReadonly():
-		return nil, status.Error(codes.InvalidArgument, "readonly: secrets-store volumes must be mounted read-only: set readOnly: true on the pod's csi volume")
+		return nil, status.Error(codes.InvalidArgument, "Readonly is not true in request: secrets-store volumes must be mounted read-only: set readOnly: true on the pod's csi volume")
 	}
 	group, err := mountGroup(req.GetVolumeCapability())
 	if err != nil {

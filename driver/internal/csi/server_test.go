@@ -95,7 +95,7 @@ func TestNodePublishValidation(t *testing.T) {
 		"block": {func(r *csipb.NodePublishVolumeRequest) {
 			r.VolumeCapability.AccessType = &csipb.VolumeCapability_Block{Block: &csipb.VolumeCapability_BlockVolume{}}
 		}, "block"},
-		"not readonly": {func(r *csipb.NodePublishVolumeRequest) { r.Readonly = false }, "readOnly: true"},
+		"not readonly": {func(r *csipb.NodePublishVolumeRequest) { r.Readonly = false }, "Readonly is not true in request: secrets-store volumes must be mounted read-only: set readOnly: true"},
 		"group not a number": {func(r *csipb.NodePublishVolumeRequest) {
 			r.VolumeCapability.GetMount().VolumeMountGroup = "staff"
 		}, "volume_mount_group \"staff\" is not a numeric group ID"},

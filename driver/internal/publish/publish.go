@@ -25,6 +25,7 @@ import (
 	"github.com/sscsi/secrets-store/driver/internal/spc"
 	"github.com/sscsi/secrets-store/driver/internal/tmpfs"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/pluginclient"
 )
 
 // Volume context keys.
@@ -160,7 +161,7 @@ func (p *Publisher) Volumes() int {
 func (p *Publisher) Publish(ctx context.Context, req Request) error {
 	podNS, spcName := req.VolumeContext[AttrPodNamespace], req.VolumeContext[AttrSPC]
 	if spcName == "" {
-		return fmt.Errorf("%w: volumeAttributes.secretProviderClass is missing: name the SecretProviderClass in the pod's volume", ErrInvalidRequest)
+		return fmt.Errorf("%w: secretProviderClass is not set: volumeAttributes.secretProviderClass is missing: name the SecretProviderClass in the pod's volume", ErrInvalidRequest)
 	}
 	if podNS == "" {
 		return fmt.Errorf("%w: volume context has no %s: the CSIDriver object must set podInfoOnMount: true", ErrInvalidRequest, AttrPodNamespace)
@@ -226,7 +227,7 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 	}()
 	s, err := spc.Resolve(ctx, p.cfg.SPCs, pod.Namespace, req.VolumeContext[AttrSPC])
 	if err != nil {
-		return err
+		return withUpstreamSPCPhrase(pod.Namespace, req.VolumeContext[AttrSPC], err)
 	}
 	provider = s.Provider
 	mreq, err := buildMountRequest(s, req, nil)
@@ -251,7 +252,8 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 	}
 	versions, changed, err := p.fetch(ctx, s, mreq, req)
 	if err != nil {
-		return err
+		// Upstream's words first: alerts written for it match on them.
+		return fmt.Errorf("failed to mount secrets store objects for pod %s/%s, err: %w", pod.Namespace, pod.Name, err)
 	}
 	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider, spec: s})
 	p.cfg.Metrics.Publish(s.Provider, "", p.cfg.Now().Sub(start), true)
@@ -322,15 +324,18 @@ func (p *Publisher) fetch(ctx context.Context, s *spc.Spec, mreq *v1alpha1.Mount
 	callStart := time.Now()
 	resp, err := p.cfg.Providers.Mount(ctx, s.Provider, mreq)
 	p.cfg.Metrics.ProviderCall(s.Provider, status.Code(err).String(), time.Since(callStart))
+	if errors.Is(err, pluginclient.ErrProviderNotFound) || errors.Is(err, pluginclient.ErrProviderUnavailable) {
+		return nil, false, fmt.Errorf("error connecting to provider %q: %w", s.Provider, err)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("provider %q failed for SecretProviderClass %s/%s: %w", s.Provider, s.Namespace, s.Name, err)
 	}
 	if c := resp.GetError().GetCode(); c != "" {
-		return nil, false, fmt.Errorf("%w: provider %q returned error code %q for SecretProviderClass %s/%s", ErrBadResponse, s.Provider, c, s.Namespace, s.Name)
+		return nil, false, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: mount request failed with provider error code %s", ErrBadResponse, s.Provider, s.Namespace, s.Name, c)
 	}
 	versions := resp.GetObjectVersion()
 	if len(versions) == 0 {
-		return nil, false, fmt.Errorf("%w: provider %q returned no object versions for SecretProviderClass %s/%s", ErrBadResponse, s.Provider, s.Namespace, s.Name)
+		return nil, false, fmt.Errorf("%w: missing object versions: provider %q returned none for SecretProviderClass %s/%s", ErrBadResponse, s.Provider, s.Namespace, s.Name)
 	}
 	for i, v := range versions {
 		if v.GetId() == "" {
@@ -422,6 +427,17 @@ func buildMountRequest(s *spc.Spec, req Request, current []*v1alpha1.ObjectVersi
 		Permission:           strconv.Itoa(0o644),
 		CurrentObjectVersion: current,
 	}, nil
+}
+
+// withUpstreamSPCPhrase puts the upstream driver's words for a class it could
+// not read in front of ours (which name the fix): scripts and alerts written
+// for upstream match FailedMount events on "failed to get secretproviderclass
+// <namespace>/<name>".
+func withUpstreamSPCPhrase(namespace, name string, err error) error {
+	if errors.Is(err, spc.ErrNotFound) || errors.Is(err, spc.ErrAPI) {
+		return fmt.Errorf("failed to get secretproviderclass %s/%s, error: %w", namespace, name, err)
+	}
+	return err
 }
 
 func toStatus(vs []*v1alpha1.ObjectVersion) []ssv1.SecretProviderClassObject {

@@ -649,3 +649,43 @@ func TestFSGroup(t *testing.T) {
 	}
 	check(legacy, &gid, map[string]os.FileMode{".": 0o750, "legacy.txt": 0o640})
 }
+
+// TestUpstreamPhrases: every FailedMount message that scripts and alerts
+// written for the upstream driver match on is in ours too, next to our hint.
+func TestUpstreamPhrases(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	h.spcs["ns/noprov"] = newSPC("ns", "noprov", "", nil)
+	ver := []*v1alpha1.ObjectVersion{{Id: "o", Version: "1"}}
+	cases := []struct {
+		name, spc string
+		resp      *v1alpha1.MountResponse
+		phrases   []string
+	}{
+		{"class missing", "nope", nil, []string{"failed to get secretproviderclass ns/nope", "create it in the pod's namespace"}},
+		{"provider unset", "noprov", nil, []string{"provider not set in ns/noprov", "spec.provider is empty"}},
+		{"no provider socket", "missing", nil, []string{"failed to mount secrets store objects for pod ns/pod", `error connecting to provider "nosuchprovider"`, "provider not found", "is the \"nosuchprovider\" provider installed"}},
+		{"error code", "scripted", &v1alpha1.MountResponse{ObjectVersion: ver, Error: &v1alpha1.Error{Code: "Boom"}}, []string{"failed to mount secrets store objects for pod ns/pod", "mount request failed with provider error code Boom"}},
+		{"no versions", "scripted", &v1alpha1.MountResponse{Files: []*v1alpha1.File{{Path: "a", Mode: 0o644}}}, []string{"failed to mount secrets store objects for pod ns/pod", "missing object versions"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.resp != nil {
+				h.scripted.set(c.resp, nil)
+			}
+			err := h.pub.Publish(t.Context(), h.req(h.target(strings.ReplaceAll(c.name, " ", "-")), c.spc))
+			if err == nil {
+				t.Fatal("mount succeeded")
+			}
+			for _, p := range c.phrases {
+				if !strings.Contains(err.Error(), p) {
+					t.Errorf("message %q lacks %q", err, p)
+				}
+			}
+		})
+	}
+	r := h.req(h.target("noattr"), "fake")
+	delete(r.VolumeContext, AttrSPC)
+	if err := h.pub.Publish(t.Context(), r); err == nil || !strings.Contains(err.Error(), "secretProviderClass is not set") {
+		t.Errorf("missing attribute: %v", err)
+	}
+}

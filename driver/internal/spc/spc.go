@@ -56,7 +56,7 @@ func Resolve(ctx context.Context, g Getter, namespace, name string) (*Spec, erro
 	}
 	p := string(obj.Spec.Provider)
 	if p == "" {
-		return nil, fmt.Errorf("%w: %s/%s: spec.provider is empty; set it to the provider's name (e.g. aws, vault)", ErrInvalid, namespace, name)
+		return nil, fmt.Errorf("%w: %s/%s: spec.provider is empty (provider not set in %s/%s); set it to the provider's name (e.g. aws, vault)", ErrInvalid, namespace, name, namespace, name)
 	}
 	if err := pluginclient.ValidateName(p); err != nil {
 		return nil, fmt.Errorf("%w: %s/%s: spec.provider: %v", ErrInvalid, namespace, name, err)
