@@ -7,18 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/pprof"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/sscsi/secrets-store/driver/internal/csi"
 	"github.com/sscsi/secrets-store/driver/internal/events"
@@ -198,7 +192,7 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	ev := events.New(ctx, bg.CoreREST, "secrets-store-csi-driver", c.NodeID)
+	ev := events.New(bg.CoreREST, "secrets-store-csi-driver", c.NodeID)
 	secrets, err := secretsync.New(secretsync.Config{Core: bg.CoreREST, CRD: bg.CRD, Events: ev, Metrics: m})
 	if err != nil {
 		return err
@@ -227,6 +221,7 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 
+	g.Go(func() error { ev.Run(ctx); return nil })
 	g.Go(func() error { status.Run(ctx); return nil })
 	g.Go(func() error { secrets.Run(ctx); return nil })
 	g.Go(func() error { return serveCSI(ctx, sock, srv) })
@@ -264,96 +259,4 @@ func nonEmpty(in []string) []string {
 		}
 	}
 	return out
-}
-
-// timeoutProviders bounds each provider call so that a hung provider fails
-// the mount with DeadlineExceeded before kubelet gives up.
-type timeoutProviders struct {
-	c *pluginclient.Client
-	d time.Duration
-}
-
-func (t timeoutProviders) Mount(ctx context.Context, provider string, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.d)
-	defer cancel()
-	return t.c.Mount(ctx, provider, req)
-}
-
-func serveCSI(ctx context.Context, sock string, srv *csi.Server) error {
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(csi.LogInterceptor))
-	csipb.RegisterIdentityServer(g, srv)
-	csipb.RegisterNodeServer(g, srv)
-	return serve.GRPC(ctx, sock, g)
-}
-
-func metricsMux(m *metrics.Recorder, r *readiness) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.Handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, req *http.Request) {
-		if err := r.check(req.Context()); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	return mux
-}
-
-func pprofMux() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
-}
-
-// readiness caches whether the Kubernetes API answers, for a few seconds,
-// so probes do not load the API server.
-type readiness struct {
-	kc *kubeclient.Clients
-
-	mu      sync.Mutex // guards checked, err
-	checked time.Time
-	err     error
-}
-
-func newReadiness(kc *kubeclient.Clients) *readiness { return &readiness{kc: kc} }
-
-func (r *readiness) check(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.checked) < 5*time.Second {
-		return r.err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	r.err = r.kc.CoreREST.Get().AbsPath("/readyz").Do(ctx).Error()
-	if r.err != nil {
-		r.err = fmt.Errorf("the Kubernetes API is not reachable: %w", r.err)
-	}
-	r.checked = time.Now()
-	return r.err
-}
-
-func checkProviders(ctx context.Context, c *pluginclient.Client, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		for _, p := range c.Providers() {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			v, err := c.Version(cctx, p)
-			cancel()
-			if err != nil {
-				klog.ErrorS(err, "provider health check failed", "provider", p)
-				continue
-			}
-			klog.V(4).InfoS("provider healthy", "provider", p, "runtime", v.GetRuntimeName(), "version", v.GetRuntimeVersion())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

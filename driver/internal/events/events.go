@@ -40,12 +40,11 @@ type Recorder struct {
 
 var _ publish.Events = (*Recorder)(nil)
 
-// New starts a recorder that posts through client (a core/v1 REST client)
-// until ctx is done.
-func New(ctx context.Context, client rest.Interface, component, node string) *Recorder {
-	r := &Recorder{client: client, component: component, node: node, queue: make(chan *corev1.Event, queueSize), recent: map[string]time.Time{}}
-	go r.run(ctx)
-	return r
+// New returns a recorder that posts through client (a core/v1 REST
+// client) once Run runs; until then events queue (and past the queue's
+// size are dropped).
+func New(client rest.Interface, component, node string) *Recorder {
+	return &Recorder{client: client, component: component, node: node, queue: make(chan *corev1.Event, queueSize), recent: map[string]time.Time{}}
 }
 
 // Event implements publish.Events.
@@ -93,7 +92,8 @@ func (r *Recorder) Event(pod publish.Pod, warning bool, reason, message string) 
 	}
 }
 
-func (r *Recorder) run(ctx context.Context) {
+// Run posts queued events until ctx is done.
+func (r *Recorder) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():

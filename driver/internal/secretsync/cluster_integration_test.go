@@ -248,7 +248,8 @@ func newNode(t *testing.T, rc *rest.Config) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := events.New(ctx, kc.CoreREST, "secrets-store-csi-driver", nodeName)
+	ev := events.New(kc.CoreREST, "secrets-store-csi-driver", nodeName)
+	go ev.Run(ctx)
 	st, err := podstatus.New(podstatus.Config{Client: kc.CRD, NodeName: nodeName, MaxBackoff: time.Second})
 	if err != nil {
 		t.Fatal(err)
