@@ -82,8 +82,9 @@ if [ "${1:-}" = --down ]; then
 fi
 
 mkdir -p "$DEMO_DIR" bin
-MOTO_CMD=$(find_moto) ||
-	die "moto_server not found (looked at \$MOTO_SERVER, /root/.pyenv/versions/*/bin, PATH, python3 -m moto.server). Install it: pip install 'moto[server]'"
+MOTOSERVER=$(motoserver_bin) || die "could not build test/moto/motoserver"
+"$MOTOSERVER" -find >/dev/null ||
+	die "moto_server not found (looked at \$MOTO_SERVER, PATH, pyenv, python3 -m moto.server). Install it: pip install 'moto[server]'"
 
 # --- 1. the cluster ---------------------------------------------------------------------------------
 if [ -n "${DEMO_KUBECONFIG:-}" ]; then
@@ -121,10 +122,9 @@ step "AWS backend: moto_server on ${MOTO_URL}"
 if pid=$(moto_pid); then
 	log "  moto_server already running (pid ${pid})"
 else
-	# shellcheck disable=SC2086 # MOTO_CMD may be "python3 -m moto.server"
-	MOTO_ALLOW_NONEXISTENT_REGION=true setsid $MOTO_CMD -H 127.0.0.1 -p "$MOTO_PORT" >"${DEMO_DIR}/moto.log" 2>&1 </dev/null &
-	echo "$! ${MOTO_CMD}" >"${DEMO_DIR}/moto.pid"
-	log "  started ${MOTO_CMD} (pid $!, log ${DEMO_DIR}/moto.log)"
+	setsid "$MOTOSERVER" -addr "127.0.0.1:${MOTO_PORT}" >"${DEMO_DIR}/moto.log" 2>&1 </dev/null &
+	echo "$! ${MOTOSERVER}" >"${DEMO_DIR}/moto.pid"
+	log "  started ${MOTOSERVER} (pid $!, log ${DEMO_DIR}/moto.log)"
 fi
 wait_for "moto_server answering" 60 curl -fsS "${MOTO_URL}/moto-api/" || die "moto_server did not start; see ${DEMO_DIR}/moto.log"
 go build -o bin/demoaws ./hack/demoaws

@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/sscsi/secrets-store/internal/faultproxy"
 	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
+	"github.com/sscsi/secrets-store/test/faultproxy"
 )
 
 func TestSecretsManagerStringAndBinary(t *testing.T) {

@@ -23,11 +23,11 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/sscsi/secrets-store/internal/faultproxy"
-	"github.com/sscsi/secrets-store/internal/moto"
 	"github.com/sscsi/secrets-store/providers/aws"
 	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
+	"github.com/sscsi/secrets-store/test/faultproxy"
+	"github.com/sscsi/secrets-store/test/moto"
 )
 
 // motoURL is the emulator shared by every test of this package run; set

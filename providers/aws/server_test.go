@@ -20,10 +20,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
-	"github.com/sscsi/secrets-store/internal/faultproxy"
 	"github.com/sscsi/secrets-store/providers/aws"
 	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
+	"github.com/sscsi/secrets-store/test/faultproxy"
 )
 
 // grpcClient serves e.backend on a unix socket in a temp dir.

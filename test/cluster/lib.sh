@@ -136,28 +136,12 @@ wait_for() {
 
 MOTO_ADDR="127.0.0.1:5055"
 
-# find_moto prints the command that runs moto_server with the real interpreter as the executable
-# (so its PID file can be checked against it): $MOTO_SERVER, a pyenv installation, or PATH.
-find_moto() {
-	local s interp
-	if [ -n "${MOTO_SERVER:-}" ]; then
-		echo "$MOTO_SERVER"
-		return 0
-	fi
-	for s in $(ls -r /root/.pyenv/versions/*/bin/moto_server 2>/dev/null) $(command -v moto_server 2>/dev/null); do
-		interp=$(head -1 "$s" | sed -n 's/^#! *\([^ ]*python[^ ]*\).*/\1/p')
-		if [ -n "$interp" ] && [ -x "$interp" ]; then
-			echo "$interp $s"
-			return 0
-		fi
-	done
-	for interp in python3.11 python3; do
-		if command -v "$interp" >/dev/null && "$interp" -c 'import moto.server' 2>/dev/null; then
-			echo "$(command -v "$interp") -m moto.server"
-			return 0
-		fi
-	done
-	return 1
+# motoserver_bin builds test/moto/motoserver into bin/ and prints its path. It finds and starts
+# moto_server the way the Go tests do (package test/moto), so moto is found and started one way.
+motoserver_bin() {
+	local out="${REPO_ROOT}/bin/motoserver"
+	(cd "$REPO_ROOT" && go build -o "$out" ./test/moto/motoserver) >&2 || return 1
+	echo "$out"
 }
 
 # cluster_lock serializes the scripts that change or depend on the one local cluster of this

@@ -320,9 +320,8 @@ if [ -x "${REPO_ROOT}/bin/provider-aws" ]; then
 	moto_ok=true
 	if ! pid_alive moto-server >/dev/null && curl -fsS "http://${MOTO_ADDR}/moto-api/" >/dev/null 2>&1; then
 		log "  a moto_server we did not start already serves ${MOTO_ADDR} (make demo's?); using it"
-	elif moto=$(find_moto); then
-		# shellcheck disable=SC2086 # the command is split on purpose
-		start_bg moto-server $moto -H "${MOTO_ADDR%:*}" -p "${MOTO_ADDR#*:}"
+	elif motoserver=$(motoserver_bin) && "$motoserver" -find >/dev/null; then
+		start_bg moto-server "$motoserver" -addr "$MOTO_ADDR"
 		wait_for "moto_server serving on ${MOTO_ADDR}" 60 curl -fsS "http://${MOTO_ADDR}/moto-api/"
 	else
 		moto_ok=false

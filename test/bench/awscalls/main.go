@@ -41,11 +41,11 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
-	"github.com/sscsi/secrets-store/internal/faultproxy"
-	"github.com/sscsi/secrets-store/internal/moto"
 	"github.com/sscsi/secrets-store/providers/aws"
 	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
+	"github.com/sscsi/secrets-store/test/faultproxy"
+	"github.com/sscsi/secrets-store/test/moto"
 )
 
 type config struct {

@@ -1,5 +1,8 @@
-// Package moto starts a local moto_server (an AWS API emulator) for tests
-// and benchmarks: one process per caller, on a free loopback port.
+// Package moto finds and starts a local moto_server (an AWS API emulator)
+// for tests, benchmarks and the cluster scripts: Start for a test (a free
+// loopback port), StartAt for a fixed address (cmd motoserver, which
+// test/cluster/up.sh and hack/demo.sh run). It is the only place that
+// knows how to find and start moto.
 package moto
 
 import (
@@ -14,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -68,34 +72,62 @@ func freePort() (int, error) {
 // answers. log receives its output (nil: discarded). The server stops
 // when ctx is done or Stop is called.
 func Start(ctx context.Context, log io.Writer) (*Server, error) {
-	argv, err := Find()
-	if err != nil {
-		return nil, err
-	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // the free port can be taken in between
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		args := append(argv[1:], "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-		cmd := exec.CommandContext(ctx, argv[0], args...)
-		if log == nil {
-			log = io.Discard
-		}
-		cmd.Stdout, cmd.Stderr = log, log
-		cmd.Env = append(os.Environ(), "MOTO_ALLOW_NONEXISTENT_REGION=true")
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start %s: %w", argv[0], err)
-		}
-		s := &Server{URL: "http://127.0.0.1:" + strconv.Itoa(port), cmd: cmd, done: make(chan error, 1)}
-		go func() { s.done <- cmd.Wait() }()
-		if lastErr = s.waitReady(ctx, 60*time.Second); lastErr == nil {
+		s, err := StartAt(ctx, "127.0.0.1:"+strconv.Itoa(port), log)
+		if err == nil {
 			return s, nil
 		}
-		s.Stop()
+		lastErr = err
 	}
-	return nil, fmt.Errorf("moto_server did not start: %w", lastErr)
+	return nil, lastErr
+}
+
+// StartAt runs moto_server on addr (host:port) and waits until it
+// answers; see Start. moto_server dies with the process that started it.
+func StartAt(ctx context.Context, addr string, log io.Writer) (*Server, error) {
+	argv, err := Find()
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("moto address %q: %w", addr, err)
+	}
+	args := append(argv[1:], "-H", host, "-p", port)
+	cmd := exec.CommandContext(ctx, argv[0], args...)
+	if log == nil {
+		log = io.Discard
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), "MOTO_ALLOW_NONEXISTENT_REGION=true")
+	// Never outlive the test or script wrapper that started it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	s := &Server{URL: "http://" + addr, cmd: cmd, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait() }()
+	if err := s.waitReady(ctx, 60*time.Second); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("moto_server did not start on %s: %w", addr, err)
+	}
+	return s, nil
+}
+
+// Wait returns when the server exits (with its exit error) or ctx ends.
+func (s *Server) Wait(ctx context.Context) error {
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return fmt.Errorf("moto_server exited: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
