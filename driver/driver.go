@@ -180,13 +180,14 @@ func Run(ctx context.Context, c Config) error {
 	if c.SPCCacheTTL > 0 {
 		spcs = &spc.CachedGetter{Getter: spcs, TTL: c.SPCCacheTTL}
 	}
-	m := metrics.New()
 	dirs := append(append([]string{}, c.AdditionalProviderPaths...), c.ProviderVolume)
 	providers, err := pluginclient.New(pluginclient.Config{Dirs: nonEmpty(dirs), MaxRecvMsgSize: c.MaxCallRecvMsgSize, ConnectTimeout: c.ProviderConnectTimeout})
 	if err != nil {
 		return err
 	}
 	defer providers.Close()
+	// The provider label takes only names with a socket on this node.
+	m := metrics.NewWithConfig(metrics.Config{KnownProvider: providers.Has})
 	status, err := podstatus.New(podstatus.Config{Client: bg.CRD, NodeName: c.NodeID})
 	if err != nil {
 		return err

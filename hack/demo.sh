@@ -27,6 +27,8 @@ IMAGE_REPO_DEMO="${DEMO_IMAGE_REPO:-${IMAGE_REPO}}"
 # moto keeps one store per account: the role is in its default account, where demoaws seeds.
 ROLE_ARN="arn:aws:iam::123456789012:role/demo-app"
 FAKE_ADMIN=127.0.0.1:8099
+# provider-fake writes its admin token next to its socket (root-only).
+FAKE_TOKEN=/var/run/secrets-store-csi-providers/fake-admin.token
 
 step() { printf '\n' >&2; log "== $*"; }
 
@@ -289,7 +291,7 @@ rot_out=$(bin/demoaws -endpoint "$MOTO_URL" rotate)
 log "  aws: ${rot_out}"
 want_pw=${rot_out##* is now }
 new_greeting="hello again, changed at $(date -u +%H:%M:%S)"
-curl -fsS -X PUT --data-binary "$new_greeting" "http://${FAKE_ADMIN}/v1/objects/greeting" >/dev/null &&
+curl -fsS -X PUT -H "Authorization: Bearer $(cat "$FAKE_TOKEN")" --data-binary "$new_greeting" "http://${FAKE_ADMIN}/v1/objects/greeting" >/dev/null &&
 	log "  fake: greeting is now \"${new_greeting}\""
 step "waiting for rotation (kubelet re-publishes about every minute; the driver re-fetches after 10s)"
 t_rot=$(date +%s)
@@ -312,7 +314,7 @@ step "done in $(($(date +%s) - _SSCSI_T0))s. Try:"
 cat >&2 <<EOF
   export KUBECONFIG=${DEMO_KC}
   ${KUBECTL_BIN} -n ${DEMO_NS} exec demo -- ls -la /mnt/aws /mnt/fake
-  curl -X PUT --data-binary 'new value' http://${FAKE_ADMIN}/v1/objects/greeting
+  curl -X PUT -H "Authorization: Bearer \$(cat ${FAKE_TOKEN})" --data-binary 'new value' http://${FAKE_ADMIN}/v1/objects/greeting
   curl -s 127.0.0.1:8095/metrics | grep -E '^(node_publish|rotation_reconcile)'
   make demo-down
 EOF

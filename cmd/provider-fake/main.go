@@ -22,6 +22,7 @@ func main() {
 	klog.InitFlags(nil)
 	flag.StringVar(&cfg.Socket, "endpoint", "/var/run/secrets-store-csi-providers/fake.sock", "unix socket to serve the provider API on")
 	flag.StringVar(&cfg.AdminAddr, "admin-addr", "", "HTTP address of the admin API used to change values at run time (empty: off)")
+	flag.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "where the admin API bearer token is written at start (default fake-admin.token next to --endpoint; mode 0600)")
 	flag.BoolVar(&cfg.WriteToTarget, "write-to-target", false, "legacy mode: write files into the target path instead of returning them")
 	flag.Parse()
 	cfg.Version = version

@@ -230,6 +230,17 @@ func (c *Client) Version(ctx context.Context, provider string) (*v1alpha1.Versio
 	return cl.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
 }
 
+// Has reports whether provider is a valid name with a socket now. The
+// driver labels metrics only with such names, so a SecretProviderClass
+// cannot invent series.
+func (c *Client) Has(provider string) bool {
+	if ValidateName(provider) != nil {
+		return false
+	}
+	_, _, err := c.socketPath(provider)
+	return err == nil
+}
+
 // Providers lists the provider names that have a socket now.
 func (c *Client) Providers() []string {
 	seen := map[string]bool{}

@@ -14,7 +14,8 @@ import (
 
 // Recorder records the driver's metrics into its own registry.
 type Recorder struct {
-	reg *prometheus.Registry
+	reg   *prometheus.Registry
+	known func(provider string) bool
 
 	publish, publishErr     *prometheus.CounterVec
 	unpublish, unpublishErr *prometheus.CounterVec
@@ -32,9 +33,26 @@ var longBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 var osType = runtime.GOOS
 
-// New returns a Recorder with every series registered.
-func New() *Recorder {
-	r := &Recorder{reg: prometheus.NewRegistry()}
+// Config configures a Recorder.
+type Config struct {
+	// KnownProvider reports whether a provider name may be a label value
+	// (the driver: it has a socket on this node). Other names, which any
+	// SecretProviderClass author can invent, are recorded as
+	// OtherProvider, so the number of series stays bounded. Nil: every
+	// name is a label (tests).
+	KnownProvider func(provider string) bool
+}
+
+// OtherProvider is the provider label of names KnownProvider rejects.
+const OtherProvider = "other"
+
+// New returns a Recorder with every series registered and every provider
+// name a label value (tests; the driver uses NewWithConfig).
+func New() *Recorder { return NewWithConfig(Config{}) }
+
+// NewWithConfig returns a Recorder with every series registered.
+func NewWithConfig(cfg Config) *Recorder {
+	r := &Recorder{reg: prometheus.NewRegistry(), known: cfg.KnownProvider}
 	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 		r.reg.MustRegister(c)
@@ -68,6 +86,14 @@ func (r *Recorder) Handler() http.Handler {
 // Registry exposes the registry (tests).
 func (r *Recorder) Registry() *prometheus.Registry { return r.reg }
 
+// provider is the label value for a provider name.
+func (r *Recorder) provider(name string) string {
+	if r.known != nil && !r.known(name) {
+		return OtherProvider
+	}
+	return name
+}
+
 func b(v bool) string {
 	if v {
 		return "true"
@@ -78,13 +104,13 @@ func b(v bool) string {
 // Publish records a NodePublishVolume outcome. errorType is "" on success.
 func (r *Recorder) Publish(provider, errorType string, d time.Duration, fetched bool) {
 	if errorType == "" {
-		r.publish.WithLabelValues(provider, osType).Inc()
+		r.publish.WithLabelValues(r.provider(provider), osType).Inc()
 		if fetched {
-			r.publishDur.WithLabelValues(provider, osType).Observe(d.Seconds())
+			r.publishDur.WithLabelValues(r.provider(provider), osType).Observe(d.Seconds())
 		}
 		return
 	}
-	r.publishErr.WithLabelValues(provider, errorType, osType).Inc()
+	r.publishErr.WithLabelValues(r.provider(provider), errorType, osType).Inc()
 }
 
 // Unpublish records a NodeUnpublishVolume outcome.
@@ -100,19 +126,19 @@ func (r *Recorder) Unpublish(failed bool) {
 func (r *Recorder) Rotation(provider, errorType string, rotated bool, d time.Duration) {
 	r.rotationDur.WithLabelValues(osType).Observe(d.Seconds())
 	if errorType == "" {
-		r.rotation.WithLabelValues(provider, b(rotated), osType).Inc()
+		r.rotation.WithLabelValues(r.provider(provider), b(rotated), osType).Inc()
 		return
 	}
-	r.rotationErr.WithLabelValues(provider, errorType, b(rotated), osType).Inc()
+	r.rotationErr.WithLabelValues(r.provider(provider), errorType, b(rotated), osType).Inc()
 }
 
 // Sync records syncing one volume's Kubernetes Secrets.
 func (r *Recorder) Sync(provider string, secrets int, d time.Duration) {
-	r.syncTotal.WithLabelValues(provider, osType).Add(float64(secrets))
+	r.syncTotal.WithLabelValues(r.provider(provider), osType).Add(float64(secrets))
 	r.syncDur.WithLabelValues(osType).Observe(d.Seconds())
 }
 
 // ProviderCall records one Mount call to a provider.
 func (r *Recorder) ProviderCall(provider, code string, d time.Duration) {
-	r.providerCalls.WithLabelValues(provider, code).Observe(d.Seconds())
+	r.providerCalls.WithLabelValues(r.provider(provider), code).Observe(d.Seconds())
 }

@@ -3,6 +3,7 @@ package publish
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -171,6 +172,8 @@ func newHarness(t *testing.T, rot rotation.Policy) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(client.Close)
+	// As the driver wires it: only providers with a socket are label values.
+	h.metrics = metrics.NewWithConfig(metrics.Config{KnownProvider: client.Has})
 	h.spcs = spcs{
 		"ns/fake":     newSPC("ns", "fake", "fake", map[string]string{"objects": "- objectName: user\n  value: alice\n- objectName: pass\n  value: s3cr3t-value\n  filePermission: \"0600\"\n"}),
 		"ns/scripted": newSPC("ns", "scripted", "scripted", map[string]string{"p": "from-spc", "override": "spc"}),
@@ -259,6 +262,43 @@ func TestFirstMountWritesFilesOnTmpfs(t *testing.T) {
 	}
 	if v := h.metric("node_publish_total"); v != 1 {
 		t.Errorf("node_publish_total = %v", v)
+	}
+}
+
+// TestProviderLabelIsBounded: a SecretProviderClass can name any provider;
+// the metrics label only names that have a socket, so invented names add
+// no series.
+func TestProviderLabelIsBounded(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	for i := range 20 {
+		name := fmt.Sprintf("invented%d", i)
+		h.spcs["ns/"+name] = newSPC("ns", name, name, nil)
+		if err := h.pub.Publish(t.Context(), h.req(h.target(name), name)); err == nil {
+			t.Fatalf("publish with provider %s succeeded", name)
+		}
+	}
+	if err := h.pub.Publish(t.Context(), h.req(h.target("real"), "fake")); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := h.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	providers := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "provider" {
+					providers[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if len(providers) != 2 || !providers["fake"] || !providers[metrics.OtherProvider] {
+		t.Fatalf("provider label values %v, want only fake and %s", providers, metrics.OtherProvider)
+	}
+	if v := h.metric("node_publish_error_total"); v != 20 {
+		t.Errorf("node_publish_error_total = %v, want 20", v)
 	}
 }
 

@@ -32,8 +32,10 @@ const (
 	DriverName        = "secrets-store.csi.k8s.io"
 	BusyboxImage      = "localhost/sscsi/busybox:latest"
 	FakeAdminURL      = "http://127.0.0.1:8099"
-	MetricsURL        = "http://127.0.0.1:8095/metrics"
-	KubeletDir        = "/var/lib/kubelet"
+	// FakeAdminTokenFile holds provider-fake's admin token (root-only, on the node).
+	FakeAdminTokenFile = "/var/run/secrets-store-csi-providers/fake-admin.token"
+	MetricsURL         = "http://127.0.0.1:8095/metrics"
+	KubeletDir         = "/var/lib/kubelet"
 )
 
 // SPCGroup is the API group of SecretProviderClass.

@@ -18,10 +18,15 @@ import (
 
 // SetFakeObject changes an object's value in the fake provider (its admin API bumps the version).
 func SetFakeObject(ctx context.Context, objectName, value string) error {
+	token, err := os.ReadFile(FakeAdminTokenFile)
+	if err != nil {
+		return fmt.Errorf("fake provider admin token: %w", err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, FakeAdminURL+"/v1/objects/"+objectName, strings.NewReader(value))
 	if err != nil {
 		return fmt.Errorf("building request: %w", err)
 	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("PUT fake provider object %s: %w", objectName, err)
