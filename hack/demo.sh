@@ -103,14 +103,10 @@ if [ -n "${DEMO_KUBECONFIG:-}" ]; then
 	log "  images are in bin/images/*.tar; load them into your nodes (kind load image-archive ...,"
 	log "  minikube image load ...) or push them and set DEMO_IMAGE_REPO"
 else
-	# One node per machine, and we hold its lock. If `make cluster-up` or `make e2e` left it running
-	# with their own driver (host processes or test/cluster/driver-daemonset.yaml), two drivers
-	# would fight over the same sockets: start the node afresh for the chart.
-	if pid_alive secrets-store-csi-driver >/dev/null ||
-		{ [ -f "$ADMIN_KUBECONFIG" ] && kc -n sscsi-system get daemonset secrets-store-csi-driver >/dev/null 2>&1; }; then
-		step "the local node runs the test driver from 'make cluster-up'/'make e2e': restarting it for the demo"
-		"${REPO_ROOT}/test/cluster/down.sh"
-	fi
+	# One node per machine, and we hold its lock. If `make cluster-up`, `make e2e` or `make test` left
+	# it running with their own driver, two drivers would fight over the same sockets: take_node
+	# tears such a node down (and reuses one a previous `make demo` left).
+	take_node demo
 	step "starting the LOCAL single-node cluster (test/cluster/up.sh; builds what it needs, reuses caches)"
 	echo "local ${ADMIN_KUBECONFIG}" >"${DEMO_DIR}/mode"
 	# Node only: the chart installs the driver and providers as DaemonSets.

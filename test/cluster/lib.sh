@@ -70,6 +70,68 @@ KUBECTL="${K8S_BIN}/kubectl"
 
 kc() { "${KUBECTL}" --kubeconfig "${ADMIN_KUBECONFIG}" "$@"; }
 
+# The local node runs one secrets-store driver at a time, installed one of these ways (the file
+# DRIVER_OWNER records which; down.sh removes it with the rest of the state):
+#   host       up.sh's default: driver and providers as host processes (make e2e, make test)
+#   daemonset  SSCSI_DRIVER_MODE=daemonset: test/cluster/driver-daemonset.yaml
+#   chart      SSCSI_DRIVER_MODE=chart: the Helm release kube-system/secrets-store
+#   demo       make demo: the same release with the demo's values, its namespace and moto_server
+#   none       the node only (SSCSI_NO_DRIVER=1)
+DRIVER_OWNER="${CLUSTER_DIR}/driver-owner"
+
+# driver_owner prints how the running node's driver was installed (see above), "" without a node.
+# Nodes started before the record existed are recognised by what runs on them.
+driver_owner() {
+	if [ -f "$DRIVER_OWNER" ]; then
+		cat "$DRIVER_OWNER"
+		return 0
+	fi
+	[ -f "$ADMIN_KUBECONFIG" ] && pid_alive kube-apiserver >/dev/null || { echo ""; return 0; }
+	if pid_alive secrets-store-csi-driver >/dev/null; then
+		echo host
+	elif kc -n sscsi-system get daemonset secrets-store-csi-driver >/dev/null 2>&1; then
+		echo daemonset
+	elif [ -n "$(kc -n kube-system get secrets -l owner=helm,name=secrets-store -o name 2>/dev/null)" ]; then
+		echo chart
+	else
+		echo none
+	fi
+}
+
+# take_node WANT makes the local node ready for a driver installed the WANT way: a node whose
+# driver was installed another way is torn down first (two drivers would fight over kubelet's
+# registration and the provider sockets; the issue was `make demo` then `make test` timing out on
+# CSINode), a node with no driver or WANT's own is reused. Says which in one line. Needs the lock.
+take_node() {
+	local want=$1 have
+	have=$(driver_owner)
+	if [ "$want" = none ]; then
+		# The caller installs its own driver (make demo) and has taken the node for it already.
+		[ -f "$DRIVER_OWNER" ] || { mkdir -p "$CLUSTER_DIR" && echo none >"$DRIVER_OWNER"; }
+		return 0
+	fi
+	case "$have" in
+	"" | none) ;;
+	"$want") log "reusing the local node: its driver was installed the same way ($(owner_words "$have"))" ;;
+	*)
+		log "the local node runs the driver of $(owner_words "$have"): tearing it down for $(owner_words "$want")"
+		"${REPO_ROOT}/test/cluster/down.sh"
+		;;
+	esac
+	mkdir -p "$CLUSTER_DIR"
+	echo "$want" >"$DRIVER_OWNER"
+}
+
+owner_words() {
+	case "$1" in
+	host) echo "make e2e/make test (host processes)" ;;
+	daemonset) echo "SSCSI_DRIVER_MODE=daemonset" ;;
+	chart) echo "SSCSI_DRIVER_MODE=chart (Helm release kube-system/secrets-store)" ;;
+	demo) echo "make demo (Helm release kube-system/secrets-store; make demo brings it back)" ;;
+	*) echo "$1" ;;
+	esac
+}
+
 # pid_alive NAME prints the recorded PID of component NAME if that process is still the one we
 # started (its executable matches what we recorded), so a reused PID is never signalled.
 pid_alive() {

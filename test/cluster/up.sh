@@ -13,6 +13,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "up.sh needs root (mounts, containerd, kubelet)"
 cluster_lock
+if [ -n "${SSCSI_NO_DRIVER:-}" ]; then take_node none; else take_node "${SSCSI_DRIVER_MODE:-host}"; fi
 log "bringing up the local cluster (state: ${CLUSTER_DIR})"
 "${REPO_ROOT}/test/cluster/build.sh"
 mkdir -p "$CLUSTER_DIR" "$LOGS" "$PIDS" "$PKI"
