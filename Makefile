@@ -18,6 +18,8 @@ build: ## build every binary into bin/
 	@mkdir -p $(BIN)
 	@for b in $(BINARIES); do [ -d cmd/$$b ] || continue; \
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/$$b ./cmd/$$b || exit 1; done
+	@# kubectl finds plugins by name: `kubectl sscsi ...` runs bin/kubectl-sscsi.
+	@ln -sf sscsi $(BIN)/kubectl-sscsi
 
 test: ## everything: unit, integration, sanity, e2e (the README's test command)
 	$(MAKE) test-unit

@@ -1,25 +1,45 @@
 // Command sscsi helps people who write SecretProviderClasses:
 //
 //	sscsi lint FILE...   check manifests offline (use - for stdin)
+//	sscsi fetch -f spc.yaml --namespace N --service-account SA
+//	                     a dry-run mount through the provider's socket (see fetch.go)
 //
-// It exits 1 when any error is found, 2 on bad usage.
+// Installed as kubectl-sscsi too (make build links it), it works as
+// `kubectl sscsi ...`. Exit codes: 0 fine; 1 lint found an error, or the
+// fetched mount would fail; 2 bad usage or a local error (file, kubeconfig,
+// API server, /dev/shm).
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/sscsi/secrets-store/internal/spclint"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := dispatch(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// dispatch runs the subcommands that talk to a cluster or a provider;
+// everything else is run's (lint).
+func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "fetch" {
+		return runFetch(ctx, args[1:], stdin, stdout, stderr)
+	}
+	return run(args, stdin, stdout, stderr)
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) < 2 || args[0] != "lint" {
-		fmt.Fprintln(stderr, "usage: sscsi lint FILE... (- for stdin)")
+		fmt.Fprintln(stderr, "usage: sscsi lint FILE... (- for stdin)\n       sscsi fetch -f spc.yaml --namespace N --service-account SA [--show-values] [--output json]")
 		return 2
 	}
 	failed := false

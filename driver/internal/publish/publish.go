@@ -322,50 +322,75 @@ func (p *Publisher) after(ctx context.Context, o Outcome) {
 // fetch calls the provider and writes what it returns.
 func (p *Publisher) fetch(ctx context.Context, s *spc.Spec, mreq *v1alpha1.MountRequest, req Request) ([]*v1alpha1.ObjectVersion, bool, error) {
 	callStart := time.Now()
-	resp, err := p.cfg.Providers.Mount(ctx, s.Provider, mreq)
-	p.cfg.Metrics.ProviderCall(s.Provider, status.Code(err).String(), time.Since(callStart))
-	if errors.Is(err, pluginclient.ErrProviderNotFound) || errors.Is(err, pluginclient.ErrProviderUnavailable) {
-		return nil, false, fmt.Errorf("error connecting to provider %q: %w", s.Provider, err)
-	}
+	a, err := ask(ctx, p.cfg.Providers, s, mreq, p.cfg.Limits)
+	p.cfg.Metrics.ProviderCall(s.Provider, a.callCode, time.Since(callStart))
 	if err != nil {
-		return nil, false, fmt.Errorf("provider %q failed for SecretProviderClass %s/%s: %w", s.Provider, s.Namespace, s.Name, err)
+		return nil, false, err
 	}
-	if c := resp.GetError().GetCode(); c != "" {
-		return nil, false, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: mount request failed with provider error code %s", ErrBadResponse, s.Provider, s.Namespace, s.Name, c)
-	}
-	versions := resp.GetObjectVersion()
-	if len(versions) == 0 {
-		return nil, false, fmt.Errorf("%w: missing object versions: provider %q returned none for SecretProviderClass %s/%s", ErrBadResponse, s.Provider, s.Namespace, s.Name)
-	}
-	for i, v := range versions {
-		if v.GetId() == "" {
-			return nil, false, fmt.Errorf("%w: provider %q: object_version[%d] has an empty id", ErrBadResponse, s.Provider, i)
-		}
-	}
-	if len(resp.GetFiles()) == 0 {
+	if a.legacy {
 		// Legacy provider: it wrote into the target path itself.
 		if req.Group != nil {
 			if err := atomicfs.ApplyGroup(mreq.TargetPath, *req.Group); err != nil {
 				return nil, false, fmt.Errorf("%w: %v", ErrMount, err)
 			}
 		}
-		return versions, true, nil
+		return a.versions, true, nil
+	}
+	changed, err := atomicfs.Write(mreq.TargetPath, a.files, p.cfg.Limits, req.writeOptions()...)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: write files: %v", ErrMount, err)
+	}
+	return a.versions, changed, nil
+}
+
+// answer is a provider's validated response.
+type answer struct {
+	callCode string // the gRPC code of the call, for metrics
+	versions []*v1alpha1.ObjectVersion
+	files    []atomicfs.File
+	legacy   bool // no files: the provider wrote into the target path itself
+}
+
+// ask calls the provider and validates its response; nothing is written.
+// Mounts and dry runs (sscsi fetch) share it, so both fail the same way.
+func ask(ctx context.Context, providers Providers, s *spc.Spec, mreq *v1alpha1.MountRequest, lim atomicfs.Limits) (answer, error) {
+	resp, err := providers.Mount(ctx, s.Provider, mreq)
+	a := answer{callCode: status.Code(err).String()}
+	if errors.Is(err, pluginclient.ErrProviderNotFound) || errors.Is(err, pluginclient.ErrProviderUnavailable) {
+		return a, fmt.Errorf("error connecting to provider %q: %w", s.Provider, err)
+	}
+	if err != nil {
+		return a, fmt.Errorf("provider %q failed for SecretProviderClass %s/%s: %w", s.Provider, s.Namespace, s.Name, err)
+	}
+	if c := resp.GetError().GetCode(); c != "" {
+		return a, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: mount request failed with provider error code %s", ErrBadResponse, s.Provider, s.Namespace, s.Name, c)
+	}
+	versions := resp.GetObjectVersion()
+	if len(versions) == 0 {
+		return a, fmt.Errorf("%w: missing object versions: provider %q returned none for SecretProviderClass %s/%s", ErrBadResponse, s.Provider, s.Namespace, s.Name)
+	}
+	for i, v := range versions {
+		if v.GetId() == "" {
+			return a, fmt.Errorf("%w: provider %q: object_version[%d] has an empty id", ErrBadResponse, s.Provider, i)
+		}
+	}
+	a.versions = versions
+	if len(resp.GetFiles()) == 0 {
+		a.legacy = true
+		return a, nil
 	}
 	files := make([]atomicfs.File, len(resp.GetFiles()))
 	for i, f := range resp.GetFiles() {
 		if f.GetMode() < 0 {
-			return nil, false, fmt.Errorf("%w: provider %q: file %q has negative mode %d", ErrBadResponse, s.Provider, f.GetPath(), f.GetMode())
+			return a, fmt.Errorf("%w: provider %q: file %q has negative mode %d", ErrBadResponse, s.Provider, f.GetPath(), f.GetMode())
 		}
 		files[i] = atomicfs.File{Path: f.GetPath(), Mode: os.FileMode(f.GetMode()), Contents: f.GetContents()}
 	}
-	if err := atomicfs.Validate(files, p.cfg.Limits); err != nil {
-		return nil, false, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: %v", ErrBadResponse, s.Provider, s.Namespace, s.Name, err)
+	if err := atomicfs.Validate(files, lim); err != nil {
+		return a, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: %v", ErrBadResponse, s.Provider, s.Namespace, s.Name, err)
 	}
-	changed, err := atomicfs.Write(mreq.TargetPath, files, p.cfg.Limits, req.writeOptions()...)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: write files: %v", ErrMount, err)
-	}
-	return versions, changed, nil
+	a.files = files
+	return a, nil
 }
 
 // Unpublish removes a volume: contents, mount and directory. Unknown or
