@@ -36,10 +36,12 @@ test-integration: ## tests against a real etcd + kube-apiserver started per run
 sanity: ## csi-sanity against the real driver with real tmpfs mounts
 	test/sanity/run.sh
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet, staticcheck, shellcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
+	@command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
+	shellcheck $$(git ls-files '*.sh')
 
 generate: ## regenerate deepcopy and CRD YAML
 	hack/generate.sh

@@ -37,9 +37,9 @@ demo_kc() { "${KUBECTL_BIN}" --kubeconfig "${DEMO_KC}" "$@"; }
 
 # moto_pid prints the PID of the moto_server this demo started, if it still runs.
 moto_pid() {
-	local pid exe
+	local pid
 	[ -f "${DEMO_DIR}/moto.pid" ] || return 1
-	read -r pid exe <"${DEMO_DIR}/moto.pid" || return 1
+	read -r pid _ <"${DEMO_DIR}/moto.pid" || return 1
 	[ -d "/proc/${pid}" ] || return 1
 	grep -qF "moto" "/proc/${pid}/cmdline" 2>/dev/null || return 1
 	echo "$pid"
@@ -263,6 +263,7 @@ fi
 log "  pod ${DEMO_NS}/demo is Running"
 
 show_files() {
+	# shellcheck disable=SC2016 # expanded by the pod's shell
 	demo_kc -n "$DEMO_NS" exec demo -- /bin/sh -c '
 		for d in /mnt/aws /mnt/fake; do
 			for f in $(cd $d && find -L . -type f | sed "s|^\./||" | sort); do
@@ -272,6 +273,7 @@ show_files() {
 		done'
 }
 show_secret() {
+	# shellcheck disable=SC2016 # a Go template, not shell
 	demo_kc -n "$DEMO_NS" get secret demo-db \
 		-o 'go-template={{range $k, $v := .data}}  {{$k}} = {{$v | base64decode}}{{"\n"}}{{end}}'
 }

@@ -96,10 +96,20 @@ for h in /sys/fs/cgroup/*/; do
 	find "${h}kubepods" -depth -type d -exec rmdir {} \; 2>/dev/null
 done
 
-if [ -f "${CLUSTER_DIR}/created-kubelet-dir" ] || [ -d "$CLUSTER_DIR" ]; then
-	rm -rf "$KUBELET_DIR"
-fi
-rm -rf "$PROVIDER_DIR" "$CTRD_RUN"
+# remove_created DIR MARKER removes DIR only if up.sh created it (MARKER exists) and nothing is mounted
+# at or below it any more: never delete what this project did not create, nor across a mount.
+remove_created() {
+	local dir=$1 marker="${CLUSTER_DIR}/$2"
+	[ -f "$marker" ] || return 0
+	if findmnt -rn -o TARGET | awk -v d="$dir" '$0 == d || index($0, d "/") == 1' | grep -q .; then
+		log "  WARNING: something is still mounted under ${dir}; leaving it in place"
+		return 0
+	fi
+	rm -rf "$dir" && log "  removed ${dir} (created by up.sh)"
+}
+remove_created "$KUBELET_DIR" created-kubelet-dir
+remove_created "$PROVIDER_DIR" created-provider-dir
+rm -rf "$CTRD_RUN"
 # kubelet keeps its container log symlinks in /var/log/containers; ours point into our state dir.
 for l in /var/log/containers/*.log; do
 	[ -L "$l" ] && case "$(readlink "$l")" in "${LOGS}/"*) rm -f "$l" ;; esac

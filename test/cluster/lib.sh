@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # settings used by the scripts that source this file
 # Shared settings and helpers for the test/cluster scripts. Sourced, never run.
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
@@ -206,6 +207,30 @@ motoserver_bin() {
 	echo "$out"
 }
 
+# _cluster_lock_stale DIR HOLDER: the lock's holder has exited (or never wrote its PID, a minute ago).
+_cluster_lock_stale() {
+	local d=$1 holder=$2
+	{ [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; } ||
+		{ [ -z "$holder" ] && [ -n "$(find "$d" -maxdepth 0 -mmin +1 2>/dev/null)" ]; }
+}
+
+# _cluster_lock_reap DIR removes a stale lock. Waiters reap one at a time (DIR.reap is itself taken
+# with mkdir) and re-check under it, so a waiter that saw the old holder dead never removes the lock
+# another waiter has just taken.
+_cluster_lock_reap() {
+	local d=$1 r="$1.reap"
+	if ! mkdir "$r" 2>/dev/null; then
+		# A reaper that died mid-way leaves DIR.reap behind; it is stale after a minute.
+		[ -n "$(find "$r" -maxdepth 0 -mmin +1 2>/dev/null)" ] && rmdir "$r" 2>/dev/null
+		sleep 0.2
+		return 0
+	fi
+	if [ -d "$d" ] && _cluster_lock_stale "$d" "$(cat "$d/pid" 2>/dev/null || true)"; then
+		rm -rf "$d"
+	fi
+	rmdir "$r"
+}
+
 # cluster_lock serializes the scripts that change or depend on the one local cluster of this
 # machine (up.sh, down.sh, the e2e suite, the demo): without it, one person's down.sh or up.sh pulls
 # the node out from under another's running suite. The lock is a directory holding the PID of the
@@ -218,9 +243,8 @@ cluster_lock() {
 	mkdir -p "$SSCSI_CACHE"
 	until mkdir "$d" 2>/dev/null; do
 		holder=$(cat "$d/pid" 2>/dev/null || true)
-		if { [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; } ||
-			{ [ -z "$holder" ] && [ -n "$(find "$d" -maxdepth 0 -mmin +1 2>/dev/null)" ]; }; then
-			rm -rf "$d" # its holder has exited
+		if _cluster_lock_stale "$d" "$holder"; then
+			_cluster_lock_reap "$d"
 			continue
 		fi
 		if ! $waited; then

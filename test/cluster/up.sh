@@ -22,8 +22,9 @@ chmod 700 "$CLUSTER_DIR"
 # --- project binaries and images -------------------------------------------------------------
 if [ -d "${REPO_ROOT}/cmd" ] && [ -z "${SSCSI_SKIP_BUILD:-}" ]; then
 	log "building project binaries (make build)"
+	# Never carry on with stale binaries from an earlier build.
 	make -s -C "$REPO_ROOT" build >"${LOGS}/make-build.log" 2>&1 ||
-		log "WARNING: make build failed (see ${LOGS}/make-build.log); using binaries already in bin/"
+		{ tail -n 30 "${LOGS}/make-build.log" >&2; die "make build failed (see ${LOGS}/make-build.log)"; }
 fi
 log "building images (hack/images)"
 (cd "$REPO_ROOT" && go run ./hack/images -out bin/images -busybox "$(command -v busybox || echo /bin/busybox)") >"${LOGS}/images.log" 2>&1 ||
@@ -251,7 +252,10 @@ if [ -n "${SSCSI_NO_DRIVER:-}" ]; then
 	log "cluster up without the driver ($(($(date +%s) - _SSCSI_T0))s)"
 	exit 0
 fi
-mkdir -p "$PROVIDER_DIR"
+if [ ! -d "$PROVIDER_DIR" ]; then
+	mkdir -p "$PROVIDER_DIR"
+	touch "${CLUSTER_DIR}/created-provider-dir"
+fi
 driver_registered() { kc get csinode localhost -o 'jsonpath={.spec.drivers[*].name}' | grep -qw secrets-store.csi.k8s.io; }
 case "${SSCSI_DRIVER_MODE:-host}" in
 host)
