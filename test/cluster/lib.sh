@@ -87,7 +87,10 @@ driver_owner() {
 		cat "$DRIVER_OWNER"
 		return 0
 	fi
-	[ -f "$ADMIN_KUBECONFIG" ] && pid_alive kube-apiserver >/dev/null || { echo ""; return 0; }
+	if ! { [ -f "$ADMIN_KUBECONFIG" ] && pid_alive kube-apiserver >/dev/null; }; then
+		echo ""
+		return 0
+	fi
 	if pid_alive secrets-store-csi-driver >/dev/null; then
 		echo host
 	elif kc -n sscsi-system get daemonset secrets-store-csi-driver >/dev/null 2>&1; then
