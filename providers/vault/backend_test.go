@@ -1,0 +1,393 @@
+package vault_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/sscsi/secrets-store/providers/plugin"
+	"github.com/sscsi/secrets-store/providers/vault"
+	"github.com/sscsi/secrets-store/providers/vault/params"
+)
+
+// jwt builds an unsigned service-account token for ns/sa (the fake Vault
+// reads only its subject).
+func jwt(ns, sa, pod string) string {
+	enc := base64.RawURLEncoding
+	h := enc.EncodeToString([]byte(`{"alg":"RS256","kid":"test"}`))
+	c, _ := json.Marshal(map[string]any{
+		"sub": "system:serviceaccount:" + ns + ":" + sa, "aud": []string{"vault"},
+		"exp": time.Now().Add(24 * time.Hour).Unix(), "kubernetes.io": map[string]any{"pod": map[string]string{"name": pod}},
+	})
+	return h + "." + enc.EncodeToString(c) + "." + enc.EncodeToString([]byte("sig-"+pod))
+}
+
+type env struct {
+	t     *testing.T
+	clock *clocktesting.FakeClock
+	vault *fakeVault
+	b     *vault.Backend
+}
+
+func newEnv(t *testing.T, cfg vault.BackendConfig) *env {
+	t.Helper()
+	clk := clocktesting.NewFakeClock(time.Now())
+	fv := newFakeVault(t, clk)
+	cfg.Clock = clk
+	cfg.Defaults.Connection.Address = fv.srv.URL
+	b, err := vault.NewBackend(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, clock: clk, vault: fv, b: b}
+}
+
+// request builds a mount for pod (service account sa in namespace ns).
+func request(ns, pod, sa string, attrs map[string]string) *plugin.Request {
+	a := map[string]string{
+		plugin.AttrPodName: pod, plugin.AttrPodNamespace: ns, plugin.AttrPodUID: "uid-" + ns + "-" + pod, plugin.AttrServiceAccount: sa,
+	}
+	for k, v := range attrs {
+		a[k] = v
+	}
+	return &plugin.Request{
+		Attributes: a, Secrets: map[string]string{}, Permission: 0o644, CurrentVersions: map[string]string{},
+		Pod:    plugin.Pod{Name: pod, Namespace: ns, UID: "uid-" + ns + "-" + pod, ServiceAccount: sa},
+		Tokens: map[string]plugin.Token{"vault": {Token: jwt(ns, sa, pod), ExpirationTimestamp: time.Now().Add(time.Hour)}},
+	}
+}
+
+func spc(role string, objects ...string) map[string]string {
+	return map[string]string{params.ParamRoleName: role, params.ParamObjects: strings.Join(objects, "\n")}
+}
+
+func (e *env) mount(req *plugin.Request) map[string]string {
+	e.t.Helper()
+	resp, err := e.b.Mount(e.t.Context(), req)
+	if err != nil {
+		e.t.Fatalf("mount %s: %v", req.Pod.Name, err)
+	}
+	return files(e.t, resp)
+}
+
+func files(t *testing.T, resp *plugin.Response) map[string]string {
+	t.Helper()
+	versions := map[string]string{}
+	for _, v := range resp.Versions {
+		versions[v.ID] = v.Version
+	}
+	out := map[string]string{}
+	for _, f := range resp.Files {
+		if versions[f.Path] == "" {
+			t.Errorf("file %s has no version", f.Path)
+		}
+		out[f.Path] = string(f.Contents)
+	}
+	return out
+}
+
+func versionsOf(resp *plugin.Response) map[string]string {
+	out := map[string]string{}
+	for _, v := range resp.Versions {
+		out[v.ID] = v.Version
+	}
+	return out
+}
+
+func TestKVAndCompatibleLayout(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{})
+	e.vault.role("app", "ns", "app", "secret/", "kv/")
+	e.vault.putKV2("app/db", map[string]any{"password": "s3cr3t-v1", "port": 5432, "b64": base64.StdEncoding.EncodeToString([]byte{0, 1, 2}), "hex": "cafe"})
+	e.vault.putKV2("app/db", map[string]any{"password": "s3cr3t-v2", "port": 5432, "b64": base64.StdEncoding.EncodeToString([]byte{0, 1, 2}), "hex": "cafe"})
+	e.vault.putKV1("legacy", map[string]any{"token": "v1-value"})
+	req := request("ns", "p1", "app", spc("app",
+		"- {objectName: latest, secretPath: secret/data/app/db, secretKey: password}",
+		"- {objectName: pinned, secretPath: 'secret/data/app/db?version=1', secretKey: password}",
+		"- {objectName: port, secretPath: secret/data/app/db, secretKey: port}",
+		"- {objectName: raw, secretPath: secret/data/app/db, secretKey: b64, encoding: base64}",
+		"- {objectName: hexed, secretPath: secret/data/app/db, secretKey: hex, encoding: hex, filePermission: 0600}",
+		"- {objectName: v1, secretPath: /kv/legacy, secretKey: token}",
+		"- {objectName: whole, secretPath: kv/legacy}",
+		"- {objectName: all, secretPath: secret/data/app/db, allKeys: true}",
+	))
+	resp, err := e.b.Mount(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, resp)
+	want := map[string]string{
+		"latest": "s3cr3t-v2", "pinned": "s3cr3t-v1", "port": "5432", "raw": "\x00\x01\x02", "hexed": "\xca\xfe", "v1": "v1-value",
+		"all/password": "s3cr3t-v2", "all/port": "5432", "all/hex": "cafe",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("file %s = %q, want %q", k, got[k], v)
+		}
+	}
+	var whole map[string]any
+	if err := json.Unmarshal([]byte(got["whole"]), &whole); err != nil {
+		t.Fatalf("whole response is not JSON: %v", err)
+	}
+	for _, k := range []string{"request_id", "lease_id", "lease_duration", "renewable", "data", "warnings"} {
+		if _, ok := whole[k]; !ok {
+			t.Errorf("whole response lacks %q: %s", k, got["whole"])
+		}
+	}
+	vs := versionsOf(resp)
+	if vs["latest"] != "2" || vs["pinned"] != "1" {
+		t.Errorf("KV v2 versions = %v, want latest 2 and pinned 1", vs)
+	}
+	if !strings.HasPrefix(vs["v1"], "hmac-") {
+		t.Errorf("KV v1 version %q is not a keyed hash", vs["v1"])
+	}
+	for _, f := range resp.Files {
+		if f.Path == "hexed" && f.Mode != 0o600 {
+			t.Errorf("hexed mode = %o", f.Mode)
+		}
+	}
+	// One read per distinct request: latest, pinned, kv1.
+	if n := e.vault.count("GET secret/data/app/db"); n != 2 {
+		t.Errorf("KV v2 reads = %d, want 2 (latest and pinned, each once)", n)
+	}
+}
+
+func TestTokenReusedPerIdentityAndNeverShared(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{CacheTTL: time.Minute})
+	e.vault.role("a", "ns", "sa-a", "secret/data/a")
+	e.vault.role("b", "ns", "sa-b", "secret/data/b")
+	e.vault.putKV2("a", map[string]any{"v": "value-a"})
+	e.vault.putKV2("b", map[string]any{"v": "value-b"})
+	for i := range 5 {
+		e.mount(request("ns", "a"+string(rune('0'+i)), "sa-a", spc("a", "- {objectName: v, secretPath: secret/data/a, secretKey: v}")))
+	}
+	if n := e.vault.count("login"); n != 1 {
+		t.Errorf("logins for 5 pods of one identity = %d, want 1", n)
+	}
+	if n := e.vault.count("GET secret/data/a"); n != 1 {
+		t.Errorf("reads = %d, want 1 (shared within the cache TTL)", n)
+	}
+	// Another service account reading a's path with b's role is denied by
+	// Vault even though a's value is cached.
+	_, err := e.b.Mount(t.Context(), request("ns", "b0", "sa-b", spc("b", "- {objectName: v, secretPath: secret/data/a, secretKey: v}")))
+	if !errors.Is(err, plugin.ErrPermissionDenied) {
+		t.Fatalf("b reading a's path: %v, want permission denied", err)
+	}
+	// b logging in with role a (bound to sa-a) fails: no identity.
+	_, err = e.b.Mount(t.Context(), request("ns", "b1", "sa-b", spc("a", "- {objectName: v, secretPath: secret/data/a, secretKey: v}")))
+	if !errors.Is(err, plugin.ErrUnauthenticated) {
+		t.Fatalf("b with role a: %v, want unauthenticated", err)
+	}
+	if got := e.mount(request("ns", "b2", "sa-b", spc("b", "- {objectName: v, secretPath: secret/data/b, secretKey: v}")))["v"]; got != "value-b" {
+		t.Errorf("b got %q", got)
+	}
+}
+
+func TestFailsClosedWithoutIdentity(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{})
+	e.vault.role("app", "ns", "app", "secret/")
+	e.vault.putKV2("x", map[string]any{"v": "x"})
+	attrs := spc("app", "- {objectName: v, secretPath: secret/data/x, secretKey: v}")
+	cases := map[string]func(r *plugin.Request){
+		"no namespace":       func(r *plugin.Request) { r.Pod.Namespace = "" },
+		"no service account": func(r *plugin.Request) { r.Pod.ServiceAccount = "" },
+		"no token":           func(r *plugin.Request) { r.Tokens = nil },
+		"token of another service account": func(r *plugin.Request) {
+			r.Tokens = map[string]plugin.Token{"vault": {Token: jwt("ns", "other", "p")}}
+		},
+		"not a JWT": func(r *plugin.Request) { r.Tokens = map[string]plugin.Token{"vault": {Token: "opaque"}} },
+	}
+	// First a good mount, so that a token for the identity is cached.
+	e.mount(request("ns", "p", "app", attrs))
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := request("ns", "p", "app", attrs)
+			mutate(r)
+			_, err := e.b.Mount(t.Context(), r)
+			if !errors.Is(err, plugin.ErrUnauthenticated) {
+				t.Fatalf("err = %v, want unauthenticated", err)
+			}
+		})
+	}
+}
+
+func TestReloginOnceOn403(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{CacheTTL: 0})
+	e.vault.role("app", "ns", "app", "secret/")
+	e.vault.putKV2("x", map[string]any{"v": "x"})
+	attrs := spc("app", "- {objectName: v, secretPath: secret/data/x, secretKey: v}")
+	e.mount(request("ns", "p0", "app", attrs))
+	e.clock.Step(time.Minute)
+	e.vault.revokeTokens() // an operator revoked the token
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.b.Mount(context.Background(), request("ns", "p"+string(rune('a'+i)), "app", attrs))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := e.vault.count("login"); n != 2 {
+		t.Errorf("logins = %d, want 2 (first + exactly one re-login for 20 mounts that saw the revoked token)", n)
+	}
+	// A real denial with a fresh token does not log in again and again.
+	e.vault.role("app", "ns", "app", "secret/data/other")
+	before := e.vault.count("login")
+	for i := range 3 {
+		_, err := e.b.Mount(t.Context(), request("ns", "q"+string(rune('0'+i)), "app", attrs))
+		if !errors.Is(err, plugin.ErrPermissionDenied) {
+			t.Fatalf("err = %v, want permission denied", err)
+		}
+		if strings.Contains(err.Error(), "hvs.") {
+			t.Fatalf("error quotes a token: %v", err)
+		}
+	}
+	if n := e.vault.count("login") - before; n > 1 {
+		t.Errorf("logins for a real denial = %d, want at most 1", n)
+	}
+}
+
+func TestTokenRenewedThenReplaced(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{CacheTTL: 0})
+	e.vault.role("app", "ns", "app", "secret/")
+	e.vault.putKV2("x", map[string]any{"v": "x"})
+	attrs := spc("app", "- {objectName: v, secretPath: secret/data/x, secretKey: v}")
+	e.mount(request("ns", "p", "app", attrs))
+	e.clock.Step(50 * time.Minute) // past 2/3 of the 1h token TTL
+	e.mount(request("ns", "p", "app", attrs))
+	if e.vault.count("renew-token") != 1 || e.vault.count("login") != 1 {
+		t.Errorf("renewals = %d, logins = %d; want 1 and 1", e.vault.count("renew-token"), e.vault.count("login"))
+	}
+	e.clock.Step(2 * time.Hour) // expired: log in again
+	e.mount(request("ns", "p", "app", attrs))
+	if e.vault.count("login") != 2 {
+		t.Errorf("logins after expiry = %d, want 2", e.vault.count("login"))
+	}
+}
+
+func TestDynamicSecretsKeptPerPodAndRenewed(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{CacheTTL: time.Minute})
+	e.vault.role("app", "ns", "app", "database/", "pki/")
+	e.vault.credTTL, e.vault.credMax = time.Hour, 3*time.Hour
+	attrs := spc("app",
+		"- {objectName: user, secretPath: database/creds/app, secretKey: username}",
+		"- {objectName: pass, secretPath: database/creds/app, secretKey: password}",
+		"- {objectName: tls.crt, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: a.example}, secretKey: certificate}",
+		"- {objectName: tls.key, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: a.example}, secretKey: private_key}",
+	)
+	first := e.mount(request("ns", "p1", "app", attrs))
+	if !strings.HasSuffix(first["user"], strings.TrimPrefix(first["pass"], "pw-")) {
+		t.Errorf("username %q and password %q come from different credentials", first["user"], first["pass"])
+	}
+	if strings.TrimPrefix(strings.Split(first["tls.crt"], "\n")[1], "cert-") != strings.TrimPrefix(strings.Split(first["tls.key"], "\n")[1], "key-") {
+		t.Errorf("certificate and key from different issuances:\n%s\n%s", first["tls.crt"], first["tls.key"])
+	}
+	other := e.mount(request("ns", "p2", "app", attrs))
+	if other["user"] == first["user"] || other["tls.crt"] == first["tls.crt"] {
+		t.Error("a second pod got the first pod's dynamic secret")
+	}
+	// Republish every 2 minutes for 2.5 hours: the same credential,
+	// renewed, until it has lived 0.8 of its 3h max TTL.
+	start := e.clock.Now()
+	changes := 0
+	user := first["user"]
+	for i := 0; i < 75; i++ {
+		e.clock.Step(2 * time.Minute)
+		got := e.mount(request("ns", "p1", "app", attrs))
+		if got["user"] != user {
+			changes++
+			if age := e.clock.Since(start); age < 144*time.Minute {
+				t.Fatalf("credential re-issued after %s, before 0.8 of its 3h max TTL", age)
+			}
+			user = got["user"]
+		}
+	}
+	if changes != 1 {
+		t.Errorf("credential changed %d times in 2.5h, want exactly 1 (at 0.8 of max TTL)", changes)
+	}
+	if n := e.vault.count("GET database/creds/app"); n != 3 {
+		t.Errorf("credentials issued = %d; want 3 (p1, p2, and p1 again at 0.8 of the max TTL)", n)
+	}
+	if e.vault.count("renew-lease") == 0 {
+		t.Error("no lease renewed")
+	}
+}
+
+func TestDynamicSecretReissuedWhenRevoked(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{})
+	e.vault.role("app", "ns", "app", "database/")
+	e.vault.tokenTTL = 24 * time.Hour
+	attrs := spc("app", "- {objectName: user, secretPath: database/creds/app, secretKey: username}")
+	first := e.mount(request("ns", "p1", "app", attrs))["user"]
+	e.vault.revokeAllLeases()
+	e.clock.Step(40 * time.Minute) // due for renewal; the lease is gone
+	if got := e.mount(request("ns", "p1", "app", attrs))["user"]; got == first {
+		t.Error("revoked credential served again")
+	}
+	// Vault down while the lease is still valid: the pod keeps its value.
+	cur := e.mount(request("ns", "p1", "app", attrs))["user"]
+	e.clock.Step(40 * time.Minute)
+	e.vault.mu.Lock()
+	e.vault.fail = 1
+	e.vault.mu.Unlock()
+	if got := e.mount(request("ns", "p1", "app", attrs))["user"]; got != cur {
+		t.Errorf("Vault down during renewal: got %q, want the still-valid %q", got, cur)
+	}
+}
+
+func TestErrorsNameObjectAndFieldNeverValue(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{})
+	e.vault.role("app", "ns", "app", "secret/")
+	e.vault.putKV2("x", map[string]any{"v": "TOPSECRET", "b": "not base64 TOPSECRET"})
+	cases := map[string]struct {
+		objects string
+		kind    error
+		want    string
+	}{
+		"missing key":  {"- {objectName: o, secretPath: secret/data/x, secretKey: nope}", plugin.ErrNotFound, "secretKey"},
+		"bad encoding": {"- {objectName: o, secretPath: secret/data/x, secretKey: b, encoding: base64}", plugin.ErrInvalidParameters, "encoding"},
+		"not found":    {"- {objectName: o, secretPath: secret/data/none, secretKey: v}", plugin.ErrNotFound, "secret/data/none"},
+		"bad method":   {"- {objectName: o, secretPath: secret/data/x, method: DELETE}", plugin.ErrInvalidParameters, "method"},
+		"dup name":     {"- {objectName: o, secretPath: a}\n- {objectName: o, secretPath: b}", plugin.ErrInvalidParameters, "objectName"},
+		"traversal":    {"- {objectName: o, secretPath: secret/../sys/raw}", plugin.ErrInvalidParameters, "secretPath"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := e.b.Mount(t.Context(), request("ns", "p", "app", spc("app", c.objects)))
+			if !errors.Is(err, c.kind) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v; want kind %v naming %q", err, c.kind, c.want)
+			}
+			if strings.Contains(err.Error(), "TOPSECRET") {
+				t.Fatalf("error quotes a value: %v", err)
+			}
+		})
+	}
+}
+
+func TestSealedAndServerErrorsAreUnavailable(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{})
+	e.vault.role("app", "ns", "app", "secret/")
+	e.vault.putKV2("x", map[string]any{"v": "x"})
+	e.vault.mu.Lock()
+	e.vault.sealed = true
+	e.vault.mu.Unlock()
+	_, err := e.b.Mount(t.Context(), request("ns", "p", "app", spc("app", "- {objectName: v, secretPath: secret/data/x, secretKey: v}")))
+	if !errors.Is(err, plugin.ErrUnavailable) || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("sealed: %v", err)
+	}
+}

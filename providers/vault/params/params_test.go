@@ -1,0 +1,194 @@
+package params
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/providers/plugin"
+)
+
+func TestParsePrecedenceAndDefaults(t *testing.T) {
+	def := Defaults{Connection: Connection{Address: "https://flag:8200", Namespace: "team"}, AuthMount: "k8s", Audience: "aud"}
+	p, err := Parse(map[string]string{ParamRoleName: "r", ParamObjects: "- {objectName: a, secretPath: secret/data/a}"}, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Connection.Address != "https://flag:8200" || p.Connection.Namespace != "team" || p.AuthMount != "k8s" || p.Audience != "aud" {
+		t.Errorf("defaults not applied: %+v", p)
+	}
+	p, err = Parse(map[string]string{
+		ParamRoleName: "r", ParamVaultAddress: "http://spc:8200", ParamVaultNamespace: "/other/", ParamAuthMountPath: "auth/jwt/",
+		ParamAudience: "spc-aud", ParamSkipTLSVerify: "true", ParamObjects: "- {objectName: a, secretPath: secret/data/a}",
+	}, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Connection.Address != "http://spc:8200" || p.Connection.Namespace != "other" || p.AuthMount != "jwt" || p.Audience != "spc-aud" || !p.Connection.TLS.SkipVerify {
+		t.Errorf("SecretProviderClass did not win: %+v", p)
+	}
+	p, err = Parse(map[string]string{ParamRoleName: "r", ParamKubernetesMountPath: "kube", ParamObjects: "- {objectName: a, secretPath: a}"}, Defaults{})
+	if err != nil || p.AuthMount != "kube" || p.Connection.Address != DefaultAddress || p.Audience != DefaultAudience {
+		t.Errorf("vaultKubernetesMountPath: %+v, %v", p, err)
+	}
+}
+
+func TestParseObjects(t *testing.T) {
+	objs, err := ParseObjects(`
+- objectName: a
+  secretPath: /v1/secret/data/a?version=3
+  secretKey: k
+  filePermission: 0600
+  encoding: BASE64
+- objectName: b
+  secretPath: pki/issue/web
+  method: put
+  secretArgs:
+    common_name: b.example
+    ttl: 1h
+- {objectName: c, secretPath: secret/data/c, allKeys: true, filePermission: "0440"}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := objs[0], objs[1], objs[2]
+	if a.Request.Path != "secret/data/a" || a.Request.Query != "version=3" || !a.Request.Pinned() || a.Mode != 0o600 || a.Encoding != EncodingBase64 {
+		t.Errorf("a = %+v", a)
+	}
+	if b.Request.Method != "PUT" || !b.Request.Write() || b.Request.Body != `{"common_name":"b.example","ttl":"1h"}` {
+		t.Errorf("b = %+v", b.Request)
+	}
+	if !c.AllKeys || c.Mode != 0o440 {
+		t.Errorf("c = %+v", c)
+	}
+}
+
+func TestParseErrorsNameFieldNeverValue(t *testing.T) {
+	base := map[string]string{ParamRoleName: "r", ParamObjects: "- {objectName: a, secretPath: a}"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{}
+		for a, b := range base {
+			m[a] = b
+		}
+		m[k] = v
+		return m
+	}
+	cases := map[string]map[string]string{
+		ParamRoleName:            with(ParamRoleName, ""),
+		ParamVaultAddress:        with(ParamVaultAddress, "ftp://SECRETVALUE"),
+		ParamAuthMountPath:       with(ParamAuthMountPath, "../SECRETVALUE"),
+		ParamKubernetesMountPath: with(ParamKubernetesMountPath, "x"),
+		ParamSkipTLSVerify:       with(ParamSkipTLSVerify, "SECRETVALUE"),
+		ParamTLSClientCertPath:   with(ParamTLSClientCertPath, "/x"),
+		"objects":                with(ParamObjects, "{SECRETVALUE"),
+		"secretPath":             with(ParamObjects, "- {objectName: a, secretPath: 'x/../SECRETVALUE'}"),
+		"encoding":               with(ParamObjects, "- {objectName: a, secretPath: a, encoding: SECRETVALUE}"),
+		"method":                 with(ParamObjects, "- {objectName: a, secretPath: a, method: SECRETVALUE}"),
+		"filePermission":         with(ParamObjects, "- {objectName: a, secretPath: a, filePermission: 4095}"),
+		"version":                with(ParamObjects, "- {objectName: a, secretPath: 'a?version=SECRETVALUE'}"),
+		"allKeys":                with(ParamObjects, "- {objectName: a, secretPath: a, allKeys: true, secretKey: k}"),
+		"objectName":             with(ParamObjects, "- {objectName: ../SECRETVALUE, secretPath: a}"),
+	}
+	cases[ParamKubernetesMountPath][ParamAuthMountPath] = "y"
+	cases[ParamTLSClientCertPath][ParamTLSClientKeyPath] = ""
+	for field, attrs := range cases {
+		_, err := Parse(attrs, Defaults{})
+		if !errors.Is(err, plugin.ErrInvalidParameters) || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: err = %v", field, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "SECRETVALUE") {
+			t.Errorf("%s: error quotes the value: %v", field, err)
+		}
+	}
+}
+
+func TestParseBounds(t *testing.T) {
+	big := strings.Repeat("- {objectName: a, secretPath: a}\n", MaxObjectsBytes/30)
+	if _, err := ParseObjects(big); !errors.Is(err, plugin.ErrInvalidParameters) || !strings.Contains(err.Error(), "bytes") {
+		t.Errorf("oversized objects: %v", err)
+	}
+	var b strings.Builder
+	for i := range MaxObjects + 1 {
+		b.WriteString("- {objectName: o" + strings.Repeat("x", i%3) + string(rune('a'+i%26)) + ", secretPath: a}\n")
+	}
+	if _, err := ParseObjects(b.String()); err == nil {
+		t.Error("more than MaxObjects accepted")
+	}
+	// Alias expansion ("billion laughs") is refused by the decoder.
+	bomb := "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f,*f]"
+	if _, err := ParseObjects("- objectName: a\n  secretPath: a\n  secretArgs:\n    " + strings.ReplaceAll(bomb, "\n", "\n    ")); err == nil {
+		t.Error("alias bomb accepted")
+	}
+}
+
+// FuzzParseObjects: any input either fails with ErrInvalidParameters or
+// yields unique, safe object names and sane requests.
+func FuzzParseObjects(f *testing.F) {
+	for _, s := range []string{
+		"- {objectName: a, secretPath: secret/data/a, secretKey: k}",
+		"- {objectName: a, secretPath: 'secret/data/a?version=2', encoding: hex, filePermission: 0600}",
+		"- {objectName: a, secretPath: pki/issue/x, method: POST, secretArgs: {common_name: x, alt: [1, 2]}}",
+		"- {objectName: d, secretPath: s, allKeys: true}\n- {objectName: d/x, secretPath: s}",
+		"- &a {objectName: x, secretPath: y}\n- *a",
+		"[{objectName: '..', secretPath: '/'}]",
+		"- {objectName: a, secretPath: 'a?b=%zz'}",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		objs, err := ParseObjects(s)
+		if err != nil {
+			if !errors.Is(err, plugin.ErrInvalidParameters) {
+				t.Fatalf("error does not wrap ErrInvalidParameters: %v", err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, o := range objs {
+			if err := atomicfs.ValidatePath(o.Name); err != nil {
+				t.Fatalf("unsafe object name %q accepted", o.Name)
+			}
+			if seen[o.Name] {
+				t.Fatalf("duplicate object name %q accepted", o.Name)
+			}
+			seen[o.Name] = true
+			if o.Mode&^0o777 != 0 {
+				t.Fatalf("mode %o accepted", o.Mode)
+			}
+			r := o.Request
+			if r.Method != "GET" && r.Method != "PUT" && r.Method != "POST" {
+				t.Fatalf("method %q accepted", r.Method)
+			}
+			for _, seg := range strings.Split(r.Path, "/") {
+				if seg == ".." || seg == "." {
+					t.Fatalf("path %q accepted", r.Path)
+				}
+			}
+			if len(r.Body) > maxArgsBytes {
+				t.Fatalf("body of %d bytes accepted", len(r.Body))
+			}
+		}
+	})
+}
+
+// FuzzParse: the whole parameter set.
+func FuzzParse(f *testing.F) {
+	f.Add("r", "https://v:8200", "ns", "kubernetes", "", "vault", "false", "- {objectName: a, secretPath: a}")
+	f.Add("r", "http://[::1]:1", "", "", "jwt", "", "1", "- {objectName: a, secretPath: a}")
+	f.Fuzz(func(t *testing.T, role, addr, ns, kmount, amount, aud, skip, objects string) {
+		p, err := Parse(map[string]string{
+			ParamRoleName: role, ParamVaultAddress: addr, ParamVaultNamespace: ns, ParamKubernetesMountPath: kmount,
+			ParamAuthMountPath: amount, ParamAudience: aud, ParamSkipTLSVerify: skip, ParamObjects: objects,
+		}, Defaults{})
+		if err != nil {
+			if !errors.Is(err, plugin.ErrInvalidParameters) {
+				t.Fatalf("error does not wrap ErrInvalidParameters: %v", err)
+			}
+			return
+		}
+		if p.Role == "" || p.AuthMount == "" || strings.Contains(p.AuthMount, "..") || strings.Contains(p.Connection.Namespace, "..") {
+			t.Fatalf("accepted %+v", p)
+		}
+	})
+}
