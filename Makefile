@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 CACHE_DIR ?= $(or $(SSCSI_CACHE),/var/cache/sscsi)
 export SSCSI_CACHE := $(CACHE_DIR)
-BINARIES := secrets-store-csi-driver provider-fake provider-aws sscsi
+BINARIES := secrets-store-csi-driver provider-fake provider-aws provider-vault sscsi
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
 

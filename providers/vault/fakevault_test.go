@@ -86,16 +86,6 @@ func (f *fakeVault) count(k string) int {
 	return f.calls[k]
 }
 
-func (f *fakeVault) total() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, v := range f.calls {
-		n += v
-	}
-	return n
-}
-
 func (f *fakeVault) revokeAllLeases() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
