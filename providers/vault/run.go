@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sscsi/secrets-store/internal/serve"
 	"github.com/sscsi/secrets-store/providers/plugin"
 	"github.com/sscsi/secrets-store/providers/vault/params"
 	"github.com/sscsi/secrets-store/providers/vault/render"
@@ -94,7 +95,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(ctx, cfg.Socket) })
 	if cfg.HealthAddr != "" {
-		g.Go(func() error { return plugin.ServeHTTP(ctx, cfg.HealthAddr, srv.HTTPHandler(reg)) })
+		g.Go(func() error { return serve.HTTP(ctx, cfg.HealthAddr, srv.HTTPHandler(reg)) })
 	}
 	return g.Wait()
 }
