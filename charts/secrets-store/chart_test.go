@@ -900,3 +900,45 @@ func TestAggregatedRoles(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderVault: provider-vault serves vault.sock in the providers
+// directory with the Vault defaults as flags, requests pod tokens for its
+// audience, and has no Kubernetes API access (no token mounted, no role).
+func TestProviderVault(t *testing.T) {
+	r, err := render(t, set("providers.vault.enabled", true, "providers.vault.address", "https://vault.example:8200",
+		"providers.vault.authMount", "k8s-prod", "providers.vault.caCert", map[string]any{"secretName": "vault-ca", "key": "ca.crt"},
+		"providers.vault.versionKey", map[string]any{"secretName": "vkey", "key": "key"},
+		"linux.providersDir", "/run/sscsi-providers"), kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := r.daemonSets[driverDS+"-provider-vault"]
+	if ds == nil {
+		t.Fatalf("no provider-vault DaemonSet (have %v)", keys(r.daemonSets))
+	}
+	spec := ds.Spec.Template.Spec
+	c := spec.Containers[0]
+	wantFlag(t, c.Args, "--endpoint", "/run/sscsi-providers/vault.sock")
+	wantFlag(t, c.Args, "--vault-addr", "https://vault.example:8200")
+	wantFlag(t, c.Args, "--vault-mount", "k8s-prod")
+	wantFlag(t, c.Args, "--audience", "vault")
+	wantFlag(t, c.Args, "--vault-tls-ca-cert", "/etc/provider-vault/ca/ca.crt")
+	wantFlag(t, c.Args, "--version-key-file", "/etc/provider-vault/version-key/key")
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("provider-vault mounts a service account token; it needs none")
+	}
+	if c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged {
+		t.Error("provider-vault is privileged")
+	}
+	if r.clusterRoles["secrets-store-provider-vault"] != nil {
+		t.Error("provider-vault has a ClusterRole; it needs no Kubernetes API access")
+	}
+	found := false
+	for _, tr := range r.csiDriver.Spec.TokenRequests {
+		found = found || tr.Audience == "vault"
+	}
+	if !found {
+		t.Errorf("tokenRequests %+v lack the vault audience", r.csiDriver.Spec.TokenRequests)
+	}
+	checkNoSecretAccess(t, r)
+}

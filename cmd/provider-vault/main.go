@@ -27,7 +27,7 @@ func main() {
 	klog.InitFlags(nil)
 	d := &cfg.Defaults
 	flag.StringVar(&cfg.Socket, "endpoint", "/var/run/secrets-store-csi-providers/vault.sock", "unix socket to serve the provider API on")
-	flag.StringVar(&cfg.HealthAddr, "health-addr", ":8080", "HTTP address for /healthz and /metrics (empty: off)")
+	flag.StringVar(&cfg.HealthAddr, "health-addr", ":8991", "HTTP address for /healthz and /metrics (empty: off; vault-csi-provider uses :8080)")
 	flag.BoolVar(&cfg.WriteToTarget, "write-to-target", false, "legacy mode: write files into the target path instead of returning them to the driver")
 	flag.StringVar(&d.Connection.Address, "vault-addr", env("VAULT_ADDR", params.DefaultAddress), "default Vault address (default $VAULT_ADDR)")
 	flag.StringVar(&d.AuthMount, "vault-mount", params.DefaultAuthMount, "default mount path of the kubernetes (or jwt) auth method")

@@ -72,6 +72,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- if and .Values.providers.aws.podIdentity (not (hasKey $seen "pods.eks.amazonaws.com")) -}}
 {{- $out = append $out (dict "audience" "pods.eks.amazonaws.com") -}}
+{{- $_ := set $seen "pods.eks.amazonaws.com" true -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.providers.vault .Values.providers.vault.enabled -}}
+{{- $aud := toString (.Values.providers.vault.audience | default "vault") -}}
+{{- if not (hasKey $seen $aud) -}}
+{{- $out = append $out (dict "audience" $aud) -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml $out -}}
