@@ -6,6 +6,7 @@ import (
 
 	awsparams "github.com/sscsi/secrets-store/providers/aws/params"
 	fakeparams "github.com/sscsi/secrets-store/providers/fake/params"
+	vaultparams "github.com/sscsi/secrets-store/providers/vault/params"
 )
 
 // Problem is one mistake (or note) in a provider's spec.parameters.
@@ -28,8 +29,9 @@ type checker func(parameters map[string]string) (files []string, problems []Prob
 // parameter package, which must not link the provider's backend SDK
 // (go list -deps ./cmd/sscsi stays small). Read-only.
 var checkers = map[string]checker{
-	"aws":  checkAWS,
-	"fake": checkFake,
+	"aws":   checkAWS,
+	"fake":  checkFake,
+	"vault": checkVault,
 }
 
 // paramProblem turns a parameter package's error into a Problem; param
@@ -73,4 +75,25 @@ func checkFake(parameters map[string]string) ([]string, []Problem) {
 		files = append(files, o.File())
 	}
 	return files, nil
+}
+
+func checkVault(parameters map[string]string) ([]string, []Problem) {
+	var problems []Problem
+	if strings.TrimSpace(parameters[vaultparams.ParamVaultAddress]) == "" {
+		problems = append(problems, Problem{Param: vaultparams.ParamVaultAddress, Warning: true,
+			Message: "is empty: the provider will use its -vault-addr"})
+	}
+	p, err := vaultparams.Parse(parameters, vaultparams.Defaults{})
+	if err != nil {
+		return nil, append(problems, paramProblem(err, func(e *vaultparams.Error) string { return e.Param }))
+	}
+	var files []string
+	for _, o := range p.Objects {
+		if o.AllKeys {
+			files = append(files, o.Name+"/*")
+			continue
+		}
+		files = append(files, o.Name)
+	}
+	return files, problems
 }

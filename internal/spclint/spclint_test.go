@@ -149,3 +149,38 @@ func TestFindingsNameTheParameter(t *testing.T) {
 		}
 	}
 }
+
+func TestVaultClasses(t *testing.T) {
+	r := lint(t, `apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: v, namespace: shop}
+spec:
+  provider: vault
+  parameters:
+    roleName: app
+    vaultAddress: https://vault:8200
+    objects: |
+      - {objectName: pw, secretPath: secret/data/app, secretKey: password}
+      - {objectName: cfg, secretPath: secret/data/cfg, allKeys: true}
+`)
+	if r.Errors() {
+		t.Fatalf("findings on a valid class: %v", r.Findings)
+	}
+	if files := strings.Join(r.Files["shop/v"], ","); files != "pw,cfg/*" {
+		t.Errorf("files = %s (%v, %v)", files, r.Files, r.Findings)
+	}
+	for field, params := range map[string]string{
+		"spec.parameters.roleName":           "{objects: '- {objectName: a, secretPath: a}'}",
+		"spec.parameters.vaultSkipTLSVerify": "{roleName: r, vaultSkipTLSVerify: maybe, objects: '- {objectName: a, secretPath: a}'}",
+		"spec.parameters.objects":            "{roleName: r, objects: '- {objectName: a, secretPath: a, method: DELETE}'}",
+	} {
+		r := lint(t, "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: c, namespace: n}\nspec: {provider: vault, parameters: "+params+"}\n")
+		var found bool
+		for _, f := range r.Findings {
+			found = found || (!f.Warning && f.Field == field)
+		}
+		if !found {
+			t.Errorf("no error on %s; findings: %v", field, r.Findings)
+		}
+	}
+}

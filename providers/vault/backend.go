@@ -191,7 +191,7 @@ type mountState struct {
 func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Response, error) {
 	p, err := params.Parse(req.Attributes, b.cfg.Defaults)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", plugin.ErrInvalidParameters, err)
 	}
 	id, jwt, err := auth.ForMount(req, p.Audience, b.clock.Now())
 	if err != nil {

@@ -1,10 +1,10 @@
 // Package params parses and validates the SecretProviderClass parameters
 // of provider-vault: the connection settings and the objects list, in the
 // shape hashicorp/vault-csi-provider v1.7 accepts, plus this provider's
-// extensions. It imports no Vault or network code, so linters can link it
-// cheaply. Every error wraps plugin.ErrInvalidParameters, names the
-// parameter (and object) at fault and never quotes a value that could be
-// secret.
+// extensions. It is a leaf (no Vault, network or gRPC code), so sscsi lint
+// links it cheaply. Every error is an *Error that names the parameter (and
+// object) at fault and never quotes a value that could be secret; the
+// backend reports it as InvalidArgument.
 package params
 
 import (
@@ -18,7 +18,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sscsi/secrets-store/internal/atomicfs"
-	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
 // SecretProviderClass parameter names (spec.parameters), as
@@ -176,8 +175,43 @@ type Params struct {
 	Objects  []ObjectSpec
 }
 
+// Error is a mistake in spec.parameters.
+type Error struct {
+	// Param is the spec.parameters key at fault, e.g. objects or roleName.
+	Param string
+	msg   string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+// invalid builds an *Error; the parameter is the first word of the
+// message that names a known parameter, else objects.
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{plugin.ErrInvalidParameters}, args...)...)
+	msg := fmt.Sprintf(format, args...)
+	return &Error{Param: paramOf(msg), msg: msg}
+}
+
+var knownParams = []string{
+	ParamRoleName, ParamVaultAddress, ParamVaultNamespace, ParamKubernetesMountPath, ParamAuthMountPath, ParamAudience,
+	ParamCACertPath, ParamCADirectory, ParamTLSServerName, ParamTLSClientCertPath, ParamTLSClientKeyPath, ParamSkipTLSVerify,
+}
+
+func paramOf(msg string) string {
+	if rest, ok := strings.CutPrefix(msg, "parameter "); ok {
+		for _, p := range knownParams {
+			if strings.HasPrefix(rest, p+" ") || strings.HasPrefix(rest, p+",") {
+				return p
+			}
+		}
+	}
+	if rest, ok := strings.CutPrefix(msg, "parameters "); ok {
+		for _, p := range knownParams {
+			if strings.HasPrefix(rest, p+" ") {
+				return p
+			}
+		}
+	}
+	return ParamObjects
 }
 
 // Parse validates the parameters of one mount against the defaults.

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/sscsi/secrets-store/internal/atomicfs"
-	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
 func TestParsePrecedenceAndDefaults(t *testing.T) {
@@ -94,7 +93,8 @@ func TestParseErrorsNameFieldNeverValue(t *testing.T) {
 	cases[ParamTLSClientCertPath][ParamTLSClientKeyPath] = ""
 	for field, attrs := range cases {
 		_, err := Parse(attrs, Defaults{})
-		if !errors.Is(err, plugin.ErrInvalidParameters) || !strings.Contains(err.Error(), field) {
+		var pe *Error
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), field) {
 			t.Errorf("%s: err = %v", field, err)
 		}
 		if err != nil && strings.Contains(err.Error(), "SECRETVALUE") {
@@ -105,7 +105,7 @@ func TestParseErrorsNameFieldNeverValue(t *testing.T) {
 
 func TestParseBounds(t *testing.T) {
 	big := strings.Repeat("- {objectName: a, secretPath: a}\n", MaxObjectsBytes/30)
-	if _, err := ParseObjects(big); !errors.Is(err, plugin.ErrInvalidParameters) || !strings.Contains(err.Error(), "bytes") {
+	if _, err := ParseObjects(big); err == nil || !strings.Contains(err.Error(), "bytes") {
 		t.Errorf("oversized objects: %v", err)
 	}
 	var b strings.Builder
@@ -122,7 +122,7 @@ func TestParseBounds(t *testing.T) {
 	}
 }
 
-// FuzzParseObjects: any input either fails with ErrInvalidParameters or
+// FuzzParseObjects: any input either fails with a *Error or
 // yields unique, safe object names and sane requests.
 func FuzzParseObjects(f *testing.F) {
 	for _, s := range []string{
@@ -139,8 +139,9 @@ func FuzzParseObjects(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		objs, err := ParseObjects(s)
 		if err != nil {
-			if !errors.Is(err, plugin.ErrInvalidParameters) {
-				t.Fatalf("error does not wrap ErrInvalidParameters: %v", err)
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Param == "" {
+				t.Fatalf("error is not a *params.Error naming a parameter: %v", err)
 			}
 			return
 		}
@@ -182,8 +183,9 @@ func FuzzParse(f *testing.F) {
 			ParamAuthMountPath: amount, ParamAudience: aud, ParamSkipTLSVerify: skip, ParamObjects: objects,
 		}, Defaults{})
 		if err != nil {
-			if !errors.Is(err, plugin.ErrInvalidParameters) {
-				t.Fatalf("error does not wrap ErrInvalidParameters: %v", err)
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Param == "" {
+				t.Fatalf("error is not a *params.Error naming a parameter: %v", err)
 			}
 			return
 		}
@@ -191,4 +193,21 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted %+v", p)
 		}
 	})
+}
+
+func TestErrorParam(t *testing.T) {
+	for attrs, want := range map[[2]string]string{
+		{ParamRoleName, ""}:            ParamRoleName,
+		{ParamVaultAddress, "ftp://x"}: ParamVaultAddress,
+		{ParamSkipTLSVerify, "maybe"}:  ParamSkipTLSVerify,
+		{ParamObjects, "- {x: 1}"}:     ParamObjects,
+	} {
+		a := map[string]string{ParamRoleName: "r", ParamObjects: "- {objectName: a, secretPath: a}"}
+		a[attrs[0]] = attrs[1]
+		_, err := Parse(a, Defaults{})
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Param != want {
+			t.Errorf("%v: %v (param %v), want param %s", attrs, err, pe, want)
+		}
+	}
 }
