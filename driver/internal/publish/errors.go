@@ -1,7 +1,9 @@
 package publish
 
 import (
+	"context"
 	"errors"
+	"syscall"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -13,13 +15,23 @@ import (
 )
 
 // Code maps a pipeline error to the gRPC code kubelet sees. This is the one
-// place where errors become codes.
+// place where errors become codes. A provider's unusable response is the
+// provider's fault (Internal, the message names the provider), never the
+// caller's; a full volume (tmpfs size or inodes) is ResourceExhausted.
 func Code(err error) codes.Code {
 	switch {
 	case err == nil:
 		return codes.OK
-	case errors.Is(err, ErrInvalidRequest), errors.Is(err, ErrBadResponse), errors.Is(err, atomicfs.ErrInvalidPayload):
+	case errors.Is(err, ErrInvalidRequest):
 		return codes.InvalidArgument
+	case errors.Is(err, ErrBadResponse), errors.Is(err, atomicfs.ErrInvalidPayload), errors.Is(err, atomicfs.ErrForeignLayout):
+		return codes.Internal
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return codes.ResourceExhausted
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
 	case errors.Is(err, spc.ErrNotFound):
 		return codes.NotFound
 	case errors.Is(err, spc.ErrInvalid), errors.Is(err, pluginclient.ErrInvalidProviderName):
@@ -33,6 +45,36 @@ func Code(err error) codes.Code {
 		return st.Code()
 	}
 	return codes.Internal
+}
+
+// legacyCodes maps the error.code names providers put in a MountResponse
+// (the names providers/plugin sends) back to their gRPC codes, for
+// providers that report an error in the response instead of a status.
+var legacyCodes = map[string]codes.Code{
+	"InvalidParameters":  codes.InvalidArgument,
+	"NotFound":           codes.NotFound,
+	"PermissionDenied":   codes.PermissionDenied,
+	"Unauthenticated":    codes.Unauthenticated,
+	"Throttled":          codes.ResourceExhausted,
+	"BackendUnavailable": codes.Unavailable,
+	"DeadlineExceeded":   codes.DeadlineExceeded,
+	"Canceled":           codes.Canceled,
+	"InternalError":      codes.Internal,
+}
+
+// legacyError turns a response's error.code into a status error with that
+// code (Internal for a name we do not know), keeping the name in the
+// details for the error_type metric label.
+func legacyError(name, msg string) error {
+	c, ok := legacyCodes[name]
+	if !ok {
+		c = codes.Internal
+	}
+	st := status.New(c, msg)
+	if d, err := st.WithDetails(&v1alpha1.MountResponse{Error: &v1alpha1.Error{Code: name}}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 // errorType is the metric label for an error: the provider's error.code

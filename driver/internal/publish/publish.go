@@ -168,7 +168,7 @@ func (p *Publisher) Publish(ctx context.Context, req Request) error {
 	}
 	mounted, err := p.cfg.Mounter.IsMountPoint(req.TargetPath)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMount, err)
+		return fmt.Errorf("%w: %w", ErrMount, err)
 	}
 	if mounted {
 		st := p.state(req.TargetPath)
@@ -196,7 +196,7 @@ func (p *Publisher) Publish(ctx context.Context, req Request) error {
 func (p *Publisher) complete(ctx context.Context, req Request) error {
 	has, err := atomicfs.HasPayload(req.TargetPath)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMount, err)
+		return fmt.Errorf("%w: %w", ErrMount, err)
 	}
 	if has {
 		klog.InfoS("mounted volume has no record; fetching it again", "target", req.TargetPath)
@@ -205,7 +205,7 @@ func (p *Publisher) complete(ctx context.Context, req Request) error {
 	}
 	klog.InfoS("unmounting an interrupted first mount before mounting again", "target", req.TargetPath)
 	if err := p.cfg.Mounter.Unmount(req.TargetPath); err != nil {
-		return fmt.Errorf("%w: %v", ErrMount, err)
+		return fmt.Errorf("%w: %w", ErrMount, err)
 	}
 	return p.first(ctx, req)
 }
@@ -235,7 +235,7 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 		return err
 	}
 	if err := p.cfg.Mounter.Mount(req.TargetPath, tmpfs.Limits{SizeBytes: p.cfg.TmpfsSize, Inodes: p.cfg.Limits.Inodes()}); err != nil {
-		return fmt.Errorf("%w: %v", ErrMount, err)
+		return fmt.Errorf("%w: %w", ErrMount, err)
 	}
 	defer func() {
 		if err != nil {
@@ -247,7 +247,7 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 	if req.Group != nil {
 		// The tmpfs root too, before the provider sees the volume.
 		if err := atomicfs.ApplyGroup(req.TargetPath, *req.Group); err != nil {
-			return fmt.Errorf("%w: %v", ErrMount, err)
+			return fmt.Errorf("%w: %w", ErrMount, err)
 		}
 	}
 	versions, changed, err := p.fetch(ctx, s, mreq, req)
@@ -331,14 +331,14 @@ func (p *Publisher) fetch(ctx context.Context, s *spc.Spec, mreq *v1alpha1.Mount
 		// Legacy provider: it wrote into the target path itself.
 		if req.Group != nil {
 			if err := atomicfs.ApplyGroup(mreq.TargetPath, *req.Group); err != nil {
-				return nil, false, fmt.Errorf("%w: %v", ErrMount, err)
+				return nil, false, fmt.Errorf("%w: %w", ErrMount, err)
 			}
 		}
 		return a.versions, true, nil
 	}
 	changed, err := atomicfs.Write(mreq.TargetPath, a.files, p.cfg.Limits, req.writeOptions()...)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: write files: %v", ErrMount, err)
+		return nil, false, fmt.Errorf("%w: write files: %w", ErrMount, err)
 	}
 	return a.versions, changed, nil
 }
@@ -363,7 +363,7 @@ func ask(ctx context.Context, providers Providers, s *spc.Spec, mreq *v1alpha1.M
 		return a, fmt.Errorf("provider %q failed for SecretProviderClass %s/%s: %w", s.Provider, s.Namespace, s.Name, err)
 	}
 	if c := resp.GetError().GetCode(); c != "" {
-		return a, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: mount request failed with provider error code %s", ErrBadResponse, s.Provider, s.Namespace, s.Name, c)
+		return a, legacyError(c, fmt.Sprintf("provider %q for SecretProviderClass %s/%s: mount request failed with provider error code %s", s.Provider, s.Namespace, s.Name, c))
 	}
 	versions := resp.GetObjectVersion()
 	if len(versions) == 0 {
@@ -387,7 +387,7 @@ func ask(ctx context.Context, providers Providers, s *spc.Spec, mreq *v1alpha1.M
 		files[i] = atomicfs.File{Path: f.GetPath(), Mode: os.FileMode(f.GetMode()), Contents: f.GetContents()}
 	}
 	if err := atomicfs.Validate(files, lim); err != nil {
-		return a, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: %v", ErrBadResponse, s.Provider, s.Namespace, s.Name, err)
+		return a, fmt.Errorf("%w: provider %q for SecretProviderClass %s/%s: %w", ErrBadResponse, s.Provider, s.Namespace, s.Name, err)
 	}
 	a.files = files
 	return a, nil
@@ -398,15 +398,15 @@ func ask(ctx context.Context, providers Providers, s *spc.Spec, mreq *v1alpha1.M
 func (p *Publisher) Unpublish(_ context.Context, target string) error {
 	mounted, err := p.cfg.Mounter.IsMountPoint(target)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMount, err)
+		return fmt.Errorf("%w: %w", ErrMount, err)
 	}
 	if mounted {
 		if err := p.cfg.Mounter.Unmount(target); err != nil {
-			return fmt.Errorf("%w: %v", ErrMount, err)
+			return fmt.Errorf("%w: %w", ErrMount, err)
 		}
 	}
 	if err := os.RemoveAll(target); err != nil {
-		return fmt.Errorf("%w: remove target directory: %v", ErrMount, err)
+		return fmt.Errorf("%w: remove target directory: %w", ErrMount, err)
 	}
 	p.forget(target)
 	if p.cfg.Status != nil {

@@ -518,8 +518,9 @@ func TestHostileResponsesRejected(t *testing.T) {
 			tgt := h.target(name)
 			h.scripted.set(resp, nil)
 			err := h.pub.Publish(t.Context(), h.req(tgt, "scripted"))
-			if Code(err) != codes.InvalidArgument {
-				t.Fatalf("err = %v (code %v), want InvalidArgument", err, Code(err))
+			// The provider's fault, not the caller's: Internal, naming it.
+			if Code(err) != codes.Internal || !strings.Contains(err.Error(), `provider "scripted"`) {
+				t.Fatalf("err = %v (code %v), want Internal naming the provider", err, Code(err))
 			}
 			if isTmpfs(t, tgt) {
 				t.Error("rejected first mount left the tmpfs mounted")
