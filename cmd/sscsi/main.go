@@ -3,10 +3,12 @@
 //	sscsi lint FILE...   check manifests offline (use - for stdin)
 //	sscsi fetch -f spc.yaml --namespace N --service-account SA
 //	                     a dry-run mount through the provider's socket (see fetch.go)
+//	sscsi explain pod/NAME|spc/NAME [--namespace N]
+//	                     why a pod's secrets volume fails or is stale (see explain.go)
 //
 // Installed as kubectl-sscsi too (make build links it), it works as
-// `kubectl sscsi ...`. Exit codes: 0 fine; 1 lint found an error, or the
-// fetched mount would fail; 2 bad usage or a local error (file, kubeconfig,
+// `kubectl sscsi ...`. Exit codes: 0 fine; 1 lint found an error, the
+// fetched mount would fail, or explain found a problem; 2 bad usage or a local error (file, kubeconfig,
 // API server, /dev/shm).
 package main
 
@@ -34,12 +36,15 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if len(args) > 0 && args[0] == "fetch" {
 		return runFetch(ctx, args[1:], stdin, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "explain" {
+		return runExplain(ctx, args[1:], stdout, stderr)
+	}
 	return run(args, stdin, stdout, stderr)
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) < 2 || args[0] != "lint" {
-		fmt.Fprintln(stderr, "usage: sscsi lint FILE... (- for stdin)\n       sscsi fetch -f spc.yaml --namespace N --service-account SA [--show-values] [--output json]")
+		fmt.Fprintln(stderr, "usage: sscsi lint FILE... (- for stdin)\n       sscsi fetch -f spc.yaml --namespace N --service-account SA [--show-values] [--output json]\n       sscsi explain pod/NAME|spc/NAME [--namespace N] [--output json]")
 		return 2
 	}
 	failed := false
