@@ -278,7 +278,7 @@ func (m *mountState) fetch(ctx context.Context, r params.Request) (*client.Secre
 		if err != nil {
 			return nil, false, err
 		}
-		return s, s.LeaseID == "" && !hasExpiration(s), nil
+		return s, s.LeaseID == "", nil
 	})
 	if err != nil {
 		return nil, err
@@ -287,7 +287,7 @@ func (m *mountState) fetch(ctx context.Context, r params.Request) (*client.Secre
 	if hit {
 		m.count("cacheHit")
 	}
-	if s.LeaseID == "" && !hasExpiration(s) {
+	if s.LeaseID == "" {
 		return s, nil
 	}
 	// A leased answer belongs to the pod whose call produced it; another
@@ -375,13 +375,9 @@ func (b *Backend) markLeased(k cache.Key) {
 	b.leased[k] = b.clock.Now()
 }
 
-// hasExpiration reports whether an unleased answer carries its own expiry
-// (a PKI certificate issued without generate_lease).
-func hasExpiration(s *client.Secret) bool {
-	_, ok := expiration(s)
-	return ok
-}
-
+// expiration is the expiry an unleased write answer carries (a PKI
+// certificate issued without generate_lease). Reads never use it: a KV
+// secret may have a key named expiration.
 func expiration(s *client.Secret) (time.Time, bool) {
 	n, ok := s.Data["expiration"].(json.Number)
 	if !ok {
@@ -414,7 +410,7 @@ func (s *leaseSource) Issue(ctx context.Context) (lease.Issued, error) {
 	if sec.LeaseID == "" {
 		is.Renewable = false
 		is.TTL = 0
-		if exp, ok := expiration(sec); ok {
+		if exp, ok := expiration(sec); ok && s.r.Write() {
 			is.TTL = exp.Sub(s.m.b.clock.Now())
 		}
 	}

@@ -391,3 +391,17 @@ func TestSealedAndServerErrorsAreUnavailable(t *testing.T) {
 		t.Fatalf("sealed: %v", err)
 	}
 }
+
+// TestKVWithExpirationKeyIsNotKeptPerPod: a KV secret with a numeric
+// "expiration" key is a plain read: shared, and updates reach the pod.
+func TestKVWithExpirationKeyIsNotKeptPerPod(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{CacheTTL: 0})
+	e.vault.role("app", "ns", "app", "kv/")
+	e.vault.putKV1("x", map[string]any{"v": "one", "expiration": time.Now().Add(24 * time.Hour).Unix()})
+	attrs := spc("app", "- {objectName: v, secretPath: kv/x, secretKey: v}")
+	e.mount(request("ns", "p", "app", attrs))
+	e.vault.putKV1("x", map[string]any{"v": "two", "expiration": time.Now().Add(24 * time.Hour).Unix()})
+	if got := e.mount(request("ns", "p", "app", attrs))["v"]; got != "two" {
+		t.Errorf("got %q after an update, want two", got)
+	}
+}
