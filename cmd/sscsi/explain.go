@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sscsi/secrets-store/internal/diagnosis"
+	"github.com/sscsi/secrets-store/internal/pluginclient"
 )
 
 // runExplain is `sscsi explain pod/NAME | spc/NAME`: exit 0 when nothing is
@@ -26,6 +27,7 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	ns := fs.String("namespace", "", "namespace (default: the kubeconfig context's)")
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig")
 	output := fs.String("output", "text", "text or json")
+	providerDirs := fs.String("provider-dirs", "", "on the pod's node: also ask each class's provider on its socket in these directories (e.g. "+defaultProviderDs+")")
 	// Flags may come after the object, as kubectl users type them.
 	var target string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -63,6 +65,15 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		fmt.Fprintln(stderr, "sscsi explain:", err)
 		return 2
+	}
+	if *providerDirs != "" {
+		pc, err := pluginclient.New(pluginclient.Config{Dirs: strings.Split(*providerDirs, ",")})
+		if err != nil {
+			fmt.Fprintln(stderr, "sscsi explain:", err)
+			return 2
+		}
+		defer pc.Close()
+		src.Providers = pc
 	}
 	return explain(ctx, src, kind, *ns, name, *output, stdout, stderr)
 }

@@ -1,17 +1,20 @@
 // Package diagnosis explains why a pod's secrets-store volume fails or is
 // stale, from what the cluster records: the pod's events, its
-// SecretProviderClassPodStatus, the SecretProviderClass, the CSIDriver and
-// the CSINode registration of the pod's node. Each problem becomes one
+// SecretProviderClassPodStatus, the SecretProviderClass, the CSIDriver, the
+// CSINode registration of the pod's node and, run on that node, the
+// providers' sockets. Each problem becomes one
 // Diagnosis whose fix is worded as in docs/troubleshooting.md (a test holds
 // them to it). It reads; it never changes the cluster.
 package diagnosis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,8 +22,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/internal/pluginclient"
 )
 
 // DriverName is the CSI driver this package explains.
@@ -103,10 +108,18 @@ var rules = []rule{
 		regexp.MustCompile(`secretprovidersyncing-role`)},
 }
 
-// Source reads the cluster; Explain needs nothing else.
+// Source reads the cluster and, run on the pod's node, asks its providers.
 type Source struct {
 	Kube    kubernetes.Interface
 	Dynamic dynamic.Interface
+	// Providers, when set, is asked for each class's provider (a Version
+	// call on its socket, as the driver's health check does); nil skips it.
+	Providers Providers
+}
+
+// Providers answers Version on a provider's socket (internal/pluginclient).
+type Providers interface {
+	Version(ctx context.Context, provider string) (*v1alpha1.VersionResponse, error)
 }
 
 // Resources of the CRDs.
@@ -226,7 +239,20 @@ func (s Source) class(ctx context.Context, namespace, name string) ([]Diagnosis,
 	case !regexp.MustCompile(`^[a-zA-Z0-9_-]{1,30}$`).MatchString(p):
 		return []Diagnosis{byID("provider-name-invalid", fmt.Sprintf("SecretProviderClass %s/%s: spec.provider %q", namespace, name, p), "")}, nil
 	}
-	return nil, nil
+	if s.Providers == nil {
+		return nil, nil
+	}
+	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = s.Providers.Version(vctx, p)
+	switch {
+	case err == nil:
+		return nil, nil
+	case errors.Is(err, pluginclient.ErrProviderNotFound):
+		return []Diagnosis{byID("provider-not-found", fmt.Sprintf("provider %q of SecretProviderClass %s/%s has no socket on this node", p, namespace, name), err.Error())}, nil
+	default:
+		return []Diagnosis{byID("provider-unavailable", fmt.Sprintf("provider %q of SecretProviderClass %s/%s does not answer Version", p, namespace, name), err.Error())}, nil
+	}
 }
 
 // registration checks the CSIDriver and the node's CSINode ("" = every node).

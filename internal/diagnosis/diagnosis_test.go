@@ -3,8 +3,10 @@ package diagnosis
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -14,6 +16,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/sscsi/secrets-store/internal/pluginclient"
+	fakeprovider "github.com/sscsi/secrets-store/providers/fake"
+	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
 // TestFixesAreTheDocs: every fix is worded exactly as in
@@ -125,5 +131,44 @@ func TestPod(t *testing.T) {
 	src = source(t, []runtime.Object{pod2, drv, node}, spcObject("team", "noprov", "fake"), st)
 	if ds, err := src.Pod(context.Background(), "team", "p"); err != nil || len(ds) != 0 {
 		t.Fatalf("healthy pod: %+v, %v", ds, err)
+	}
+}
+
+// TestProviderSockets: run on the node, explain asks each class's provider on
+// its real socket: a served provider is fine, an absent one is diagnosed.
+func TestProviderSockets(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := plugin.New(plugin.Config{Name: "fake", Backend: fakeprovider.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, filepath.Join(dir, "fake.sock")) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "fake.sock")); err == nil {
+			break
+		}
+		if i > 500 {
+			t.Fatal("no socket")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pc, err := pluginclient.New(pluginclient.Config{Dirs: []string{dir}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pc.Close)
+	yes := true
+	drv := &storagev1.CSIDriver{ObjectMeta: metav1.ObjectMeta{Name: DriverName}, Spec: storagev1.CSIDriverSpec{PodInfoOnMount: &yes}}
+	src := source(t, []runtime.Object{drv}, spcObject("team", "ok", "fake"), spcObject("team", "gone", "nosuch"))
+	src.Providers = pc
+	if ds, err := src.Class(context.Background(), "team", "ok"); err != nil || len(ds) != 0 {
+		t.Errorf("served provider: %+v %v", ds, err)
+	}
+	ds, err := src.Class(context.Background(), "team", "gone")
+	if err != nil || len(ds) != 1 || ds[0].ID != "provider-not-found" {
+		t.Errorf("absent provider: %+v %v", ds, err)
 	}
 }
