@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
 
 .PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-aws-calls \
-	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint
+	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint vault-server
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench: ## publish benchmarks through the CSI socket
 
 bench-aws-calls: ## count AWS API calls for the reference workload
 	$(GO) run ./test/bench/awscalls
+
+vault-server: ## build (or reuse the cached) Vault test server and install PostgreSQL 15
+	test/vault/build.sh
 
 cluster-up: ## start the local single-node cluster (idempotent)
 	test/cluster/up.sh

@@ -1,0 +1,14 @@
+# shellcheck shell=bash
+# Settings shared by the test/vault scripts; sourced after test/cluster/lib.sh, never run.
+
+VAULT_VERSION="${VAULT_VERSION:-v1.21.0}" # keep equal to vaulttest.VaultVersion
+VAULT_SERVER="${SSCSI_VAULT_SERVER:-${SSCSI_CACHE}/vault/${VAULT_VERSION}/bin/vault-server}"
+PG_MAJOR=15 # keep equal to vaulttest.PostgresVersion
+PG_BIN="${SSCSI_PG_BIN:-/usr/lib/postgresql/${PG_MAJOR}/bin}"
+
+# The local node's Vault (test/vault/localvault, started by test/cluster/up.sh).
+VAULT_DIR="${CLUSTER_DIR}/vault"
+VAULT_LISTEN="127.0.0.1:8200"
+# provider-vault on the local node: the flags charts/secrets-store gives it, plus -v=10 so the e2e
+# suite proves that even its most verbose log holds no secret and no token.
+PROVIDER_VAULT_ARGS=(-endpoint "${PROVIDER_DIR}/vault.sock" -vault-addr "http://${VAULT_LISTEN}" -v=10)
