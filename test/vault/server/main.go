@@ -87,12 +87,11 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) error {
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name: "vault", Level: hclog.LevelFromString(cfg.logLevel), Output: os.Stderr,
-	})
-	if logger.GetLevel() == hclog.NoLevel {
+	level := hclog.LevelFromString(cfg.logLevel)
+	if level == hclog.NoLevel {
 		return fmt.Errorf("-log-level %q: want trace, debug, info, warn or error", cfg.logLevel)
 	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "vault", Level: level, Output: os.Stderr})
 	storage, err := inmem.NewInmem(nil, logger.Named("storage"))
 	if err != nil {
 		return fmt.Errorf("in-memory storage: %w", err)
