@@ -4,11 +4,11 @@ GO ?= go
 BIN := bin
 CACHE_DIR ?= $(or $(SSCSI_CACHE),/var/cache/sscsi)
 export SSCSI_CACHE := $(CACHE_DIR)
-BINARIES := secrets-store-csi-driver provider-fake provider-aws provider-vault sscsi
+BINARIES := secrets-store-csi-driver secrets-store-sync-controller provider-fake provider-aws provider-vault sscsi
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
 
-.PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-aws-calls \
+.PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-aws-calls bench-secretsync \
 	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint vault-server
 
 help: ## list targets
@@ -28,7 +28,7 @@ test: ## everything: unit, integration, sanity, e2e (the README's test command)
 	$(MAKE) e2e
 
 test-unit: ## go test ./... (fast; real tmpfs and unix sockets, needs root)
-	$(GO) test -race -count=1 ./internal/... ./driver/... ./providers/... ./cmd/... ./manifests/...
+	$(GO) test -race -count=1 ./internal/... ./driver/... ./synccontroller/... ./providers/... ./cmd/... ./manifests/...
 
 test-integration: ## tests against a real etcd + kube-apiserver started per run
 	test/cluster/integration.sh
@@ -60,6 +60,9 @@ bench-aws-calls: ## count AWS API calls for the reference workload
 
 vault-server: ## build (or reuse the cached) Vault test server and install PostgreSQL 15
 	test/vault/build.sh
+
+bench-secretsync: build ## SecretSync controller: API/backend calls per refresh (100), memory with 1,000 (real kube-apiserver)
+	$(GO) run ./test/bench/secretsync -bin $(BIN)/secrets-store-sync-controller
 
 cluster-up: ## start the local single-node cluster (idempotent)
 	test/cluster/up.sh

@@ -2,7 +2,7 @@
 # Regenerates the CRD API's deepcopy code and CRD YAML with controller-gen,
 # pinned in hack/tools/go.mod so the root module does not depend on it.
 #
-#   hack/generate.sh            rewrite driver/apis/*/zz_generated.deepcopy.go and manifests/crds/
+#   hack/generate.sh            rewrite {driver,synccontroller}/apis/*/zz_generated.deepcopy.go and manifests/crds/
 #   hack/generate.sh --verify   generate into a temporary copy; fail with a diff if the tree is stale
 set -euo pipefail
 
@@ -28,9 +28,12 @@ fi
 generate() {
 	local dir=$1
 	rm -rf "$dir/manifests/crds"
-	(cd "$dir" && "$cg" \
-		object paths=./driver/apis/... \
-		crd:crdVersions=v1 paths=./driver/apis/... output:crd:artifacts:config=manifests/crds)
+	local apis
+	for apis in driver/apis synccontroller/apis; do
+		(cd "$dir" && "$cg" \
+			object paths="./$apis/..." \
+			crd:crdVersions=v1 paths="./$apis/..." output:crd:artifacts:config=manifests/crds)
+	done
 }
 
 if ! $verify; then
@@ -41,13 +44,14 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # The API packages import only go.mod dependencies, so this is all controller-gen needs.
-mkdir -p "$tmp/driver" "$tmp/manifests"
+mkdir -p "$tmp/driver" "$tmp/synccontroller" "$tmp/manifests"
 cp "$root/go.mod" "$root/go.sum" "$tmp/"
 cp -R "$root/driver/apis" "$tmp/driver/apis"
+cp -R "$root/synccontroller/apis" "$tmp/synccontroller/apis"
 generate "$tmp"
 
 status=0
-for d in driver/apis manifests/crds; do
+for d in driver/apis synccontroller/apis manifests/crds; do
 	if ! diff -ru "$root/$d" "$tmp/$d"; then status=1; fi
 done
 if ((status)); then

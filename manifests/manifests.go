@@ -7,7 +7,9 @@ package manifests
 import "embed"
 
 // CRDs holds crds/*.yaml: one CustomResourceDefinition per file, for
-// SecretProviderClass and SecretProviderClassPodStatus.
+// SecretProviderClass, SecretProviderClassPodStatus and SecretSync (the
+// sync controller's API; installed with the others, used only when the
+// controller runs).
 //
 //go:embed crds/*.yaml
 var CRDs embed.FS

@@ -28,6 +28,10 @@ func TestCRDs(t *testing.T) {
 				t.Fatalf("parse: %v", err)
 			}
 			seen[crd.Spec.Names.Kind] = true
+			if crd.Spec.Group == "secret-sync.x-k8s.io" {
+				checkSecretSyncCRD(t, &crd)
+				return
+			}
 			if crd.Spec.Group != "secrets-store.csi.x-k8s.io" {
 				t.Errorf("group = %q", crd.Spec.Group)
 			}
@@ -87,5 +91,18 @@ func TestCSIDriver(t *testing.T) {
 		t.Error("no tokenRequests")
 	case s.ServiceAccountTokenInSecrets == nil || !*s.ServiceAccountTokenInSecrets:
 		t.Error("serviceAccountTokenInSecrets must be true")
+	}
+}
+
+// checkSecretSyncCRD: upstream's SecretSync API (one served storage version,
+// v1alpha1, with a status subresource: the controller writes status only).
+func checkSecretSyncCRD(t *testing.T, crd *apiextensionsv1.CustomResourceDefinition) {
+	t.Helper()
+	if crd.Spec.Names.Kind != "SecretSync" || crd.Spec.Scope != apiextensionsv1.NamespaceScoped || len(crd.Spec.Versions) != 1 {
+		t.Fatalf("SecretSync CRD: kind %s scope %s versions %d", crd.Spec.Names.Kind, crd.Spec.Scope, len(crd.Spec.Versions))
+	}
+	v := crd.Spec.Versions[0]
+	if v.Name != "v1alpha1" || !v.Served || !v.Storage || v.Subresources == nil || v.Subresources.Status == nil {
+		t.Errorf("SecretSync v1alpha1: %+v", v)
 	}
 }

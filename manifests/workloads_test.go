@@ -139,7 +139,7 @@ func TestKustomization(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, r)); err != nil {
 				t.Errorf("%s/kustomization.yaml: %v", dir, err)
 			}
-			if strings.Contains(r, "secret-sync") {
+			if strings.Contains(r, "rbac/secret-sync") {
 				t.Errorf("%s/kustomization.yaml includes %s; Secret access must be opt-in", dir, r)
 			}
 		}

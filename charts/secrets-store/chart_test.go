@@ -25,6 +25,7 @@ import (
 	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -55,6 +56,11 @@ type rendered struct {
 	clusterRoles map[string]*rbacv1.ClusterRole
 	bindings     map[string]*rbacv1.ClusterRoleBinding
 	accounts     map[string]*corev1.ServiceAccount
+	deployments  map[string]*appsv1.Deployment
+	roles        map[string]*rbacv1.Role
+	roleBindings map[string]*rbacv1.RoleBinding
+	policies     map[string]*admissionv1.ValidatingAdmissionPolicy
+	policyBinds  map[string]*admissionv1.ValidatingAdmissionPolicyBinding
 	notes        string
 }
 
@@ -93,6 +99,11 @@ func render(t *testing.T, vals map[string]any, kv string) (*rendered, error) {
 		clusterRoles: map[string]*rbacv1.ClusterRole{},
 		bindings:     map[string]*rbacv1.ClusterRoleBinding{},
 		accounts:     map[string]*corev1.ServiceAccount{},
+		deployments:  map[string]*appsv1.Deployment{},
+		roles:        map[string]*rbacv1.Role{},
+		roleBindings: map[string]*rbacv1.RoleBinding{},
+		policies:     map[string]*admissionv1.ValidatingAdmissionPolicy{},
+		policyBinds:  map[string]*admissionv1.ValidatingAdmissionPolicyBinding{},
 	}
 	names := make([]string, 0, len(files))
 	for n := range files {
@@ -147,6 +158,26 @@ func (r *rendered) add(t *testing.T, file string, doc []byte) {
 		var o corev1.ServiceAccount
 		err = yaml.UnmarshalStrict(doc, &o)
 		r.accounts[o.Name] = &o
+	case "Deployment":
+		var o appsv1.Deployment
+		err = yaml.UnmarshalStrict(doc, &o)
+		r.deployments[o.Name] = &o
+	case "Role":
+		var o rbacv1.Role
+		err = yaml.UnmarshalStrict(doc, &o)
+		r.roles[o.Name] = &o
+	case "RoleBinding":
+		var o rbacv1.RoleBinding
+		err = yaml.UnmarshalStrict(doc, &o)
+		r.roleBindings[o.Name] = &o
+	case "ValidatingAdmissionPolicy":
+		var o admissionv1.ValidatingAdmissionPolicy
+		err = yaml.UnmarshalStrict(doc, &o)
+		r.policies[o.Name] = &o
+	case "ValidatingAdmissionPolicyBinding":
+		var o admissionv1.ValidatingAdmissionPolicyBinding
+		err = yaml.UnmarshalStrict(doc, &o)
+		r.policyBinds[o.Name] = &o
 	default:
 		t.Errorf("%s: unexpected kind %q", file, meta.Kind)
 	}

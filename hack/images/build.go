@@ -32,7 +32,7 @@ type config struct {
 }
 
 // projectBinaries are packaged as images when bin/<name> exists.
-var projectBinaries = []string{"secrets-store-csi-driver", "provider-fake", "provider-aws", "provider-vault"}
+var projectBinaries = []string{"secrets-store-csi-driver", "secrets-store-sync-controller", "provider-fake", "provider-aws", "provider-vault"}
 
 // epoch is the timestamp of every file and image, so identical inputs give identical digests.
 var epoch = time.Unix(0, 0).UTC()

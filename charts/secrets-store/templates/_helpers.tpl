@@ -105,3 +105,20 @@ kubelet's httpGet probe must connect to; kubelet would use the node IP otherwise
 {{- trimAll "[]" $h -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Name of the SecretSync controller's objects and service account. */}}
+{{- define "sscsi.syncController" -}}
+{{- printf "%s-sync-controller" (include "sscsi.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Audiences of the SecretSync controller's tokens, as a JSON list. */}}
+{{- define "sscsi.syncAudiences" -}}
+{{- $auds := list -}}
+{{- range .Values.syncController.tokenRequestAudiences -}}
+{{- $auds = append $auds (toString .) -}}
+{{- end -}}
+{{- if and .Values.syncController.providers.aws.enabled .Values.providers.aws.irsa (not (has "sts.amazonaws.com" $auds)) -}}
+{{- $auds = append $auds "sts.amazonaws.com" -}}
+{{- end -}}
+{{- toJson $auds -}}
+{{- end -}}

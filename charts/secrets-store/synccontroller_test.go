@@ -1,0 +1,83 @@
+package chart_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+const syncName = driverDS + "-sync-controller"
+
+// TestSyncController renders syncController.enabled with both providers as
+// sidecars and checks least privilege and the controller's configuration.
+func TestSyncController(t *testing.T) {
+	r, err := render(t, set("syncController.enabled", true, "syncController.providers.fake.enabled", true,
+		"syncController.providers.aws.enabled", true, "providers.aws.region", "eu-west-1",
+		"syncController.rotationPollInterval", "1m", "syncController.tokenRequestAudiences", []any{"vault"}), kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.deployments[syncName]
+	if d == nil {
+		t.Fatalf("no Deployment %s", syncName)
+	}
+	spec := d.Spec.Template.Spec
+	if spec.ServiceAccountName != syncName || len(spec.Containers) != 3 {
+		t.Fatalf("service account %q, %d containers", spec.ServiceAccountName, len(spec.Containers))
+	}
+	args := spec.Containers[0].Args
+	for _, want := range []string{"--rotation-poll-interval=1m", "--token-request-audience=vault", "--token-request-audience=sts.amazonaws.com", "--provider-volume=/provider", "--leader-election-namespace=" + namespace} {
+		if !slices.Contains(args, want) {
+			t.Errorf("controller args %v lack %s", args, want)
+		}
+	}
+	if spec.Containers[0].Resources.Limits.Memory().String() != "128Mi" {
+		t.Errorf("memory limit %v", spec.Containers[0].Resources.Limits.Memory())
+	}
+	if spec.Volumes[0].EmptyDir == nil || spec.Volumes[0].EmptyDir.Medium != "Memory" {
+		t.Errorf("provider socket volume %+v", spec.Volumes[0])
+	}
+	if !slices.Contains(spec.Containers[1].Args, "--endpoint=/provider/fake.sock") || !slices.Contains(spec.Containers[2].Args, "--endpoint=/provider/aws.sock") {
+		t.Errorf("sidecars %v / %v", spec.Containers[1].Args, spec.Containers[2].Args)
+	}
+
+	role := r.clusterRoles[syncName]
+	if role == nil {
+		t.Fatal("no ClusterRole")
+	}
+	for _, rule := range role.Rules {
+		if slices.Contains(rule.Resources, "secrets") {
+			if !slices.Equal(rule.Verbs, []string{"create", "patch"}) {
+				t.Errorf("Secret verbs %v: the controller must not read, list, watch or delete Secrets", rule.Verbs)
+			}
+		}
+		if slices.Contains(rule.Verbs, "*") || slices.Contains(rule.Resources, "*") {
+			t.Errorf("wildcard rule %+v", rule)
+		}
+	}
+	if r.roles[syncName+"-leader-election"] == nil || r.roleBindings[syncName+"-leader-election"] == nil {
+		t.Error("no leader election Role and binding")
+	}
+	for _, p := range []string{"-secrets", "-no-delete", "-tokens"} {
+		pol := r.policies[syncName+p]
+		if pol == nil || r.policyBinds[syncName+p] == nil {
+			t.Errorf("policy %s or its binding missing", syncName+p)
+			continue
+		}
+		if len(pol.Spec.MatchConditions) != 1 || !strings.Contains(pol.Spec.MatchConditions[0].Expression, "system:serviceaccount:"+namespace+":"+syncName) {
+			t.Errorf("policy %s does not match the controller only: %+v", pol.Name, pol.Spec.MatchConditions)
+		}
+	}
+	tok := r.policies[syncName+"-tokens"]
+	if tok != nil && !strings.Contains(tok.Spec.Validations[0].Expression, `["vault","sts.amazonaws.com"]`) {
+		t.Errorf("token policy audiences: %s", tok.Spec.Validations[0].Expression)
+	}
+
+	off, err := render(t, set(), kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(off.deployments) != 0 || len(off.policies) != 0 || off.clusterRoles[syncName] != nil {
+		t.Error("syncController objects rendered with syncController.enabled=false")
+	}
+}
