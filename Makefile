@@ -8,7 +8,7 @@ BINARIES := secrets-store-csi-driver secrets-store-sync-controller provider-fake
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
 
-.PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-aws-calls bench-secretsync \
+.PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-aws-calls bench-secretsync bench-vault-calls \
 	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint vault-server
 
 help: ## list targets
@@ -57,6 +57,9 @@ bench: ## publish benchmarks through the CSI socket
 
 bench-aws-calls: ## count AWS API calls for the reference workload
 	$(GO) run ./test/bench/awscalls
+
+bench-vault-calls: ## count Vault calls for the reference workload (real Vault; ARGS="-kv-secrets=4")
+	test/bench/vaultcalls/run.sh $(ARGS)
 
 vault-server: ## build (or reuse the cached) Vault test server and install PostgreSQL 15
 	test/vault/build.sh
