@@ -1,13 +1,12 @@
 package aws
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"text/template"
 
 	"github.com/jmespath/go-jmespath"
+
+	"github.com/sscsi/secrets-store/internal/objtemplate"
 )
 
 // Errors of value extraction; they never quote the value.
@@ -44,34 +43,8 @@ func extractJMESPath(c *jmespath.JMESPath, doc any) (out string, err error) {
 	return s, nil
 }
 
-// maxTemplateOutput bounds what an objectTemplate may produce, so that a
-// template with nested ranges cannot exhaust the provider's memory.
-const maxTemplateOutput = 4 << 20
-
-// errTooLarge stops a template whose output passed maxTemplateOutput.
-var errTooLarge = errors.New("output too large")
-
-type limitedBuffer struct {
-	bytes.Buffer
-	limit int
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if l.Len()+len(p) > l.limit {
-		return 0, errTooLarge
-	}
-	return l.Buffer.Write(p)
-}
-
-// renderTemplate executes an objectTemplate over the decoded JSON value.
-func renderTemplate(t *template.Template, doc any) ([]byte, error) {
-	buf := &limitedBuffer{limit: maxTemplateOutput}
-	if err := t.Execute(buf, doc); err != nil {
-		if errors.Is(err, errTooLarge) {
-			return nil, fmt.Errorf("objectTemplate output is larger than %d bytes", maxTemplateOutput)
-		}
-		// Template errors can quote data; keep only that it failed.
-		return nil, errors.New("objectTemplate failed on the object's value (check the keys it uses)")
-	}
-	return buf.Bytes(), nil
+// renderTemplate executes an objectTemplate over the decoded JSON value,
+// within objtemplate's bounds (steps, function output, output size).
+func renderTemplate(t *objtemplate.Template, doc any) ([]byte, error) {
+	return t.Execute(doc)
 }

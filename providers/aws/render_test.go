@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sscsi/secrets-store/internal/objtemplate"
 	"github.com/sscsi/secrets-store/providers/aws/params"
 )
 
@@ -46,7 +47,7 @@ func TestObjectTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	big, _ := decodeJSON([]byte(`[` + strings.Repeat(`"xxxxxxxxxxxxxxxxxxxx",`, 99) + `"x"]`))
-	if _, err := renderTemplate(bomb[0].Template, big); err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Errorf("template bomb error = %v, want output too large", err)
+	if _, err := renderTemplate(bomb[0].Template, big); !errors.Is(err, objtemplate.ErrTooCostly) {
+		t.Errorf("template bomb error = %v, want ErrTooCostly", err)
 	}
 }

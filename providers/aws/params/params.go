@@ -13,12 +13,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"text/template"
 
 	"github.com/jmespath/go-jmespath"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/objtemplate"
 )
 
 // SecretProviderClass parameter names (spec.parameters).
@@ -115,8 +115,8 @@ type ObjectSpec struct {
 	Mode fs.FileMode
 	// JMESPaths are the compiled extractions.
 	JMESPaths []JMESPathSpec
-	// Template is the compiled objectTemplate, or nil.
-	Template *template.Template
+	// Template is the compiled objectTemplate (bounded cost), or nil.
+	Template *objtemplate.Template
 }
 
 // JMESPathSpec is a compiled jmesPath entry.
@@ -401,9 +401,9 @@ func validateObject(i int, o Object, tr translation) (ObjectSpec, error) {
 		return spec, err
 	}
 	if o.ObjectTemplate != "" {
-		t, err := template.New(spec.FileName).Option("missingkey=error").Parse(o.ObjectTemplate)
+		t, err := objtemplate.Parse(spec.FileName, o.ObjectTemplate)
 		if err != nil {
-			return spec, where.bad("objectTemplate", "does not parse as a Go template: %v", err)
+			return spec, where.bad("objectTemplate", "%v", err)
 		}
 		spec.Template = t
 	}
