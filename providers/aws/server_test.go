@@ -3,6 +3,7 @@ package aws_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -205,5 +206,53 @@ func TestRegionFromNodeLabel(t *testing.T) {
 	}
 	if got := files(t, resp)[n].contents; got != "west" {
 		t.Errorf("got %q, want the value from the node's region", got)
+	}
+}
+
+// TestIdentityFailsClosed: a request that does not name the pod's
+// namespace and service account is refused on both paths, even when
+// another pod of the service account the token names has warmed the
+// credential and value caches.
+func TestIdentityFailsClosed(t *testing.T) {
+	t.Parallel()
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"AccessKeyId": "ASIAPODIDENTITY", "SecretAccessKey": "secret", "Token": "session",
+			"AccountId": "123456789012", "Expiration": time.Now().Add(6 * time.Hour).UTC().Format(time.RFC3339),
+		})
+	}))
+	t.Cleanup(agent.Close)
+	e := newEnv(t, envOptions{podIdentityEndpoint: agent.URL + "/v1/credentials"})
+	n := e.name("closed")
+	e.putSecret(region, n, sdkaws.String("only-for-app"), nil)
+	for _, podIdentity := range []bool{false, true} {
+		params := objects("- {objectName: " + n + ", objectType: secretsmanager}")
+		if podIdentity {
+			params["usePodIdentity"] = "true"
+		}
+		// A pod of default/app warms every cache.
+		if got := e.mustMount("warm", "app", params)[n].contents; got != "only-for-app" {
+			t.Fatalf("warm-up mount got %q", got)
+		}
+		for name, strip := range map[string]func(*plugin.Request){
+			"no service account": func(r *plugin.Request) { r.Pod.ServiceAccount = "" },
+			"no namespace":       func(r *plugin.Request) { r.Pod.Namespace = "" },
+			"neither":            func(r *plugin.Request) { r.Pod.Namespace, r.Pod.ServiceAccount = "", "" },
+		} {
+			req := request("intruder", "app", params) // its token names default/app
+			strip(req)
+			resp, err := e.backend.Mount(t.Context(), req)
+			if !errors.Is(err, plugin.ErrUnauthenticated) || resp != nil {
+				t.Errorf("podIdentity=%v, %s: Mount = %v, %v; want ErrUnauthenticated", podIdentity, name, resp, err)
+			}
+		}
+		// Over the wire the code is Unauthenticated.
+		req := request("intruder", "app", params)
+		req.Pod.ServiceAccount = ""
+		delete(req.Attributes, plugin.AttrServiceAccount)
+		_, err := e.grpcClient(false).Mount(t.Context(), wireRequest(t, req, t.TempDir()))
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("podIdentity=%v over gRPC: %v, want Unauthenticated", podIdentity, err)
+		}
 	}
 }

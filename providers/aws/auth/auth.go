@@ -142,6 +142,9 @@ func parseClaims(token string) (claims, error) {
 	return c, nil
 }
 
+// attested is the pod's identity as kubelet reported it through the driver.
+func attested(pod plugin.Pod) string { return pod.Namespace + "/" + pod.ServiceAccount }
+
 // checkToken verifies that the token belongs to the pod's service account
 // and has not expired, and returns its subject.
 func checkToken(tok plugin.Token, pod plugin.Pod, now time.Time) (string, error) {
@@ -149,11 +152,15 @@ func checkToken(tok plugin.Token, pod plugin.Pod, now time.Time) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", plugin.ErrUnauthenticated, err)
 	}
-	if pod.Namespace != "" && pod.ServiceAccount != "" {
-		want := "system:serviceaccount:" + pod.Namespace + ":" + pod.ServiceAccount
-		if c.Subject != want {
-			return "", fmt.Errorf("%w: service account token subject %q is not the pod's service account %s/%s", plugin.ErrUnauthenticated, c.Subject, pod.Namespace, pod.ServiceAccount)
-		}
+	// Fail closed: without the kubelet-attested namespace and service
+	// account there is nothing to check the token against, and nothing to
+	// key shared credentials by.
+	if pod.Namespace == "" || pod.ServiceAccount == "" {
+		return "", fmt.Errorf("%w: the mount request does not name the pod's namespace and service account (csi.storage.k8s.io/pod.namespace, csi.storage.k8s.io/serviceAccount.name); the CSIDriver object must set podInfoOnMount: true", plugin.ErrUnauthenticated)
+	}
+	want := "system:serviceaccount:" + pod.Namespace + ":" + pod.ServiceAccount
+	if c.Subject != want {
+		return "", fmt.Errorf("%w: service account token subject %q is not the pod's service account %s/%s", plugin.ErrUnauthenticated, c.Subject, pod.Namespace, pod.ServiceAccount)
 	}
 	if c.Expiry != 0 && !now.Before(time.Unix(c.Expiry, 0)) {
 		return "", fmt.Errorf("%w: service account token of %s expired at %s", plugin.ErrUnauthenticated, c.Subject, time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
@@ -315,15 +322,16 @@ func (a *Resolver) irsaIdentity(ctx context.Context, req *plugin.Request, p *par
 	if err != nil {
 		return nil, err
 	}
-	subject, err := checkToken(tok, req.Pod, a.cfg.Clock.Now())
-	if err != nil {
+	if _, err := checkToken(tok, req.Pod, a.cfg.Clock.Now()); err != nil {
 		return nil, err
 	}
 	role, err := a.roles.role(ctx, req.Pod.Namespace, req.Pod.ServiceAccount)
 	if err != nil {
 		return nil, err
 	}
-	key := "irsa|" + role + "|" + subject
+	// Keyed by the kubelet-attested identity (checkToken made sure the
+	// token's subject is that same account).
+	key := "irsa|" + role + "|" + attested(req.Pod)
 	cr, err := a.creds.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
 		return a.assumeRole(ctx, p.Region, role, req.Pod, tok.Token)
 	})
@@ -386,7 +394,7 @@ func (a *Resolver) podIdentity(ctx context.Context, req *plugin.Request, p *para
 		return nil, err
 	}
 	endpoint := a.podIdentityEndpoint(p.PreferredAddressType)
-	key := "podidentity|" + endpoint + "|" + subject
+	key := "podidentity|" + endpoint + "|" + attested(req.Pod)
 	cr, err := a.creds.get(ctx, key, func(ctx context.Context) (aws.Credentials, error) {
 		return a.agentCredentials(ctx, endpoint, tok.Token, subject)
 	})
