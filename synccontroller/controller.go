@@ -81,8 +81,6 @@ type Config struct {
 	ControllerName string
 	// Workers is how many SecretSyncs sync at once.
 	Workers int
-	// PodName and PodUID (downward API) bind minted tokens to this pod.
-	PodName, PodUID string
 }
 
 // Validate fills defaults and checks cfg.
@@ -110,9 +108,6 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxCallRecvMsg <= 0 {
 		c.MaxCallRecvMsg = 4 << 20
-	}
-	if (c.PodName == "") != (c.PodUID == "") {
-		return errors.New("POD_NAME and POD_UID go together (downward API)")
 	}
 	return nil
 }
@@ -343,7 +338,6 @@ func (c *controller) run(ctx context.Context, core kubernetes.Interface, ssREST,
 	rec, err := reconcile.New(reconcile.Config{
 		Core: core, SecretSyncs: ssREST, SPCs: spcGetter{spcInf.GetIndexer()}, Provider: plugins,
 		Events: recorder, Metrics: mx, Audiences: c.cfg.TokenRequestAudiences,
-		Binding: reconcile.TokenBinding{PodName: c.cfg.PodName, PodUID: c.cfg.PodUID},
 	})
 	if err != nil {
 		klog.ErrorS(err, "reconciler")

@@ -85,15 +85,6 @@ func setup(t *testing.T, audiences []string) *env {
 			t.Fatal(err)
 		}
 	}
-	// The pod tokens are bound to (the controller's own, in a cluster).
-	pod, err := admin.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "sync-controller-0"},
-		Spec:       corev1.PodSpec{ServiceAccountName: ctrlSA, Containers: []corev1.Container{{Name: "c", Image: "none"}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	dir, err := os.MkdirTemp("", "sscsi-sync-")
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +108,7 @@ func setup(t *testing.T, audiences []string) *env {
 		cdone <- synccontroller.Run(cctx, synccontroller.Config{
 			RESTConfig: ctrlCfg, ProviderDirs: []string{dir}, RotationPollInterval: pollEvery,
 			LeaderElect: true, LeaderElectionNamespace: "kube-system", LeaderElectionID: ctrlSA,
-			TokenRequestAudiences: audiences, PodName: pod.Name, PodUID: string(pod.UID), Workers: 2,
+			TokenRequestAudiences: audiences, Workers: 2,
 		})
 	}()
 	t.Cleanup(func() {
@@ -126,7 +117,7 @@ func setup(t *testing.T, audiences []string) *env {
 			t.Errorf("controller: %v", err)
 		}
 	})
-	return &env{admin: admin, dyn: dynamic.NewForConfigOrDie(rc), asCtrl: kubernetes.NewForConfigOrDie(ctrlCfg), backend: backend, podName: pod.Name, podUID: string(pod.UID)}
+	return &env{admin: admin, dyn: dynamic.NewForConfigOrDie(rc), asCtrl: kubernetes.NewForConfigOrDie(ctrlCfg), backend: backend}
 }
 
 func toAny(ss []string) []any {
@@ -506,14 +497,11 @@ spec:
 
 		sas := e.asCtrl.CoreV1().ServiceAccounts(appNS)
 		long, short := int64(3600), int64(600)
-		bound := &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: e.podName, UID: types.UID(e.podUID)}
-		_, err = sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"vault"}, ExpirationSeconds: &short, BoundObjectRef: bound}}, metav1.CreateOptions{})
+		_, err = sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"vault"}, ExpirationSeconds: &short}}, metav1.CreateOptions{})
 		denied("token for an audience not configured", err)
-		_, err = sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &long, BoundObjectRef: bound}}, metav1.CreateOptions{})
+		_, err = sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &long}}, metav1.CreateOptions{})
 		denied("long-lived token", err)
-		_, err = sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &short}}, metav1.CreateOptions{})
-		denied("unbound token", err)
-		if _, err := sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &short, BoundObjectRef: bound}}, metav1.CreateOptions{}); err != nil {
+		if _, err := sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &short}}, metav1.CreateOptions{}); err != nil {
 			t.Errorf("the controller's own kind of token refused: %v", err)
 		}
 	})

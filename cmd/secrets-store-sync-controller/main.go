@@ -67,7 +67,6 @@ func main() {
 	if len(cfg.ProviderDirs) == 0 {
 		cfg.ProviderDirs = []string{"/provider"}
 	}
-	cfg.PodName, cfg.PodUID = os.Getenv("POD_NAME"), os.Getenv("POD_UID")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := synccontroller.Run(ctx, cfg); err != nil {

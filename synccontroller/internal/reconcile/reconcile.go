@@ -49,15 +49,6 @@ type Metrics interface {
 	Sync(provider, outcome, reason string, d time.Duration)
 }
 
-// TokenBinding is the object minted tokens are bound to: the controller's
-// own pod. TokenRequest binds only to Pods, Secrets and Nodes, not to a
-// SecretSync; a token bound to the controller's pod dies with that pod,
-// so a leaked token is useless once the controller is replaced.
-type TokenBinding struct {
-	PodName string
-	PodUID  string
-}
-
 // Config configures a Reconciler.
 type Config struct {
 	// Core writes Secrets, mints tokens.
@@ -73,10 +64,10 @@ type Config struct {
 	// token for the API server's own audience.
 	Audiences []string
 	// TokenTTL is the lifetime asked for (the API server's minimum, 10
-	// minutes, by default).
+	// minutes, by default). Tokens are not bound to an object: TokenRequest
+	// binds only to a Pod running as that service account in its namespace
+	// (there is none), a Secret (the target may not exist yet) or a Node.
 	TokenTTL time.Duration
-	// Binding, when PodName is set, binds tokens to the controller's pod.
-	Binding TokenBinding
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }

@@ -9,7 +9,6 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	syncv1 "github.com/sscsi/secrets-store/synccontroller/apis/v1alpha1"
 )
@@ -35,10 +34,6 @@ func (r *Reconciler) tokens(ctx context.Context, ss *syncv1.SecretSync) (string,
 		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}
 		if aud != "" {
 			tr.Spec.Audiences = []string{aud}
-		}
-		if r.cfg.Binding.PodName != "" {
-			tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1",
-				Name: r.cfg.Binding.PodName, UID: types.UID(r.cfg.Binding.PodUID)}
 		}
 		got, err := r.cfg.Core.CoreV1().ServiceAccounts(ss.Namespace).CreateToken(ctx, ss.Spec.ServiceAccountName, tr, metav1.CreateOptions{})
 		switch {
