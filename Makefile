@@ -6,6 +6,9 @@ CACHE_DIR ?= $(or $(SSCSI_CACHE),/var/cache/sscsi)
 export SSCSI_CACHE := $(CACHE_DIR)
 BINARIES := secrets-store-csi-driver secrets-store-sync-controller provider-fake provider-aws provider-vault sscsi
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# golangci-lint is built once from the module proxy into the cache (Go 1.26 builds it).
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(CACHE_DIR)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
 
 .PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-aws-calls bench-secretsync bench-vault-calls \
@@ -36,10 +39,14 @@ test-integration: ## tests against a real etcd + kube-apiserver started per run
 sanity: ## csi-sanity against the real driver with real tmpfs mounts
 	test/sanity/run.sh
 
-lint: ## gofmt, go vet, staticcheck, shellcheck
+$(GOLANGCI_LINT):
+	GOBIN=$(dir $@) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+lint: $(GOLANGCI_LINT) ## gofmt, go vet, staticcheck, golangci-lint (.golangci.yml), shellcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
+	$(GOLANGCI_LINT) run ./...
 	@command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
 	shellcheck $$(git ls-files '*.sh')
 

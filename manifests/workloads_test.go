@@ -2,6 +2,7 @@ package manifests_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -159,7 +160,7 @@ func decodeAll(t *testing.T, b []byte) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
 	for {
 		var m map[string]any
-		if err := dec.Decode(&m); err == io.EOF {
+		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
 			return out
 		} else if err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ package chart_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -192,7 +193,7 @@ func splitDocs(t *testing.T, s string) [][]byte {
 	var docs [][]byte
 	for {
 		d, err := r.Read()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return docs
 		}
 		if err != nil {

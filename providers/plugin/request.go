@@ -17,7 +17,7 @@ const (
 	AttrPodNamespace   = "csi.storage.k8s.io/pod.namespace"
 	AttrPodUID         = "csi.storage.k8s.io/pod.uid"
 	AttrServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
-	AttrTokens         = "csi.storage.k8s.io/serviceAccount.tokens"
+	AttrTokens         = "csi.storage.k8s.io/serviceAccount.tokens" //nolint:gosec // G101: an attribute name, not a credential
 	AttrSPCName        = "secretProviderClass"
 )
 

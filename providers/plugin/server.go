@@ -168,6 +168,7 @@ func (s *Server) finish(req *Request, resp *Response) (*v1alpha1.MountResponse, 
 		return out, nil
 	}
 	for _, f := range resp.Files {
+		//nolint:gosec // G115: atomicfs.Validate above bounds every mode to 0777
 		out.Files = append(out.Files, &v1alpha1.File{Path: f.Path, Mode: int32(f.Mode), Contents: f.Contents})
 	}
 	return out, nil

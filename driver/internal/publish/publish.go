@@ -35,7 +35,7 @@ const (
 	AttrPodNamespace   = "csi.storage.k8s.io/pod.namespace"
 	AttrPodUID         = "csi.storage.k8s.io/pod.uid"
 	AttrServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
-	AttrTokens         = "csi.storage.k8s.io/serviceAccount.tokens"
+	AttrTokens         = "csi.storage.k8s.io/serviceAccount.tokens" //nolint:gosec // G101: an attribute name, not a credential
 )
 
 // Errors of the pipeline (besides spc's and pluginclient's). The CSI layer
@@ -384,6 +384,7 @@ func ask(ctx context.Context, providers Providers, s *spc.Spec, mreq *v1alpha1.M
 		if f.GetMode() < 0 {
 			return a, fmt.Errorf("%w: provider %q: file %q has negative mode %d", ErrBadResponse, s.Provider, f.GetPath(), f.GetMode())
 		}
+		//nolint:gosec // G115: the mode was checked non-negative above; atomicfs.Validate bounds it to 0777
 		files[i] = atomicfs.File{Path: f.GetPath(), Mode: os.FileMode(f.GetMode()), Contents: f.GetContents()}
 	}
 	if err := atomicfs.Validate(files, lim); err != nil {

@@ -43,7 +43,7 @@ func TestKindOf(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.err), func(t *testing.T) {
-			if got := Kind(tc.err); got != tc.want {
+			if got := Kind(tc.err); !errors.Is(got, tc.want) || (got == nil) != (tc.want == nil) {
 				t.Errorf("Kind = %v, want %v", got, tc.want)
 			}
 		})

@@ -35,7 +35,7 @@ func invalid(format string, args ...any) error {
 const (
 	SourceValue          = ""                             // the object's value
 	SourceTokenAudiences = "serviceAccountTokenAudiences" // audiences of tokens received, one a line
-	SourceNodeSecret     = "nodePublishSecret"            // one key of the nodePublishSecretRef secret
+	SourceNodeSecret     = "nodePublishSecret"            //nolint:gosec // G101: a source name; one key of the nodePublishSecretRef secret
 	SourcePodInfo        = "podInfo"                      // namespace/name/serviceAccount of the pod
 )
 
