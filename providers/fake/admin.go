@@ -15,6 +15,7 @@ const maxValueBytes = 1 << 20
 //
 //	PUT /v1/objects/<objectName>   body = new value; bumps the version
 //	GET /v1/objects                JSON {objectName: version}
+//	GET /v1/served                 JSON {objectName: {mounts, withCurrentVersion}}
 //	GET /healthz
 //
 // Every call but /healthz needs "Authorization: Bearer <token>"; an empty
@@ -30,6 +31,14 @@ func (b *Backend) AdminHandler(token string) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(b.Versions())
+	})
+	authed.HandleFunc("/v1/served", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(b.ServedCounts())
 	})
 	authed.HandleFunc("/v1/objects/", func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/v1/objects/")

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sscsi/secrets-store/providers/fake/params"
 	"github.com/sscsi/secrets-store/providers/plugin"
@@ -29,10 +30,23 @@ type Backend struct {
 	// override the values in the parameters.
 	store map[string]entry
 	calls int
+	// served counts mounts per object name (tests observe re-fetches);
+	// bounded by maxServed names.
+	served map[string]*Served
 }
 
+// Served is how often an object was served, and how often the request
+// carried a current version for it (a rotation, as opposed to a first mount).
+type Served struct {
+	Mounts             int `json:"mounts"`
+	WithCurrentVersion int `json:"withCurrentVersion"`
+}
+
+// maxServed bounds the per-object counters.
+const maxServed = 10000
+
 // New returns an empty Backend.
-func New() *Backend { return &Backend{store: map[string]entry{}} }
+func New() *Backend { return &Backend{store: map[string]entry{}, served: map[string]*Served{}} }
 
 var _ plugin.Backend = (*Backend)(nil)
 
@@ -58,6 +72,17 @@ func (b *Backend) Versions() map[string]int {
 	return out
 }
 
+// ServedCounts returns the per-object counters.
+func (b *Backend) ServedCounts() map[string]Served {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]Served, len(b.served))
+	for k, v := range b.served {
+		out[k] = *v
+	}
+	return out
+}
+
 // Calls returns how many mounts were served.
 func (b *Backend) Calls() int {
 	b.mu.Lock()
@@ -73,6 +98,21 @@ func (b *Backend) Mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 	}
 	b.mu.Lock()
 	b.calls++
+	var delay time.Duration
+	for _, o := range objs {
+		delay = max(delay, o.Wait)
+		c, ok := b.served[o.ObjectName]
+		if !ok && len(b.served) < maxServed {
+			c = &Served{}
+			b.served[o.ObjectName] = c
+		}
+		if c != nil {
+			c.Mounts++
+			if _, cur := req.CurrentVersions[o.ObjectName]; cur {
+				c.WithCurrentVersion++
+			}
+		}
+	}
 	store := make(map[string]entry, len(objs))
 	for _, o := range objs {
 		if e, ok := b.store[o.ObjectName]; ok {
@@ -81,6 +121,13 @@ func (b *Backend) Mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 	}
 	b.mu.Unlock()
 
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	resp := &plugin.Response{}
 	for _, o := range objs {
 		mode := req.Permission

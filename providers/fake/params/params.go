@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -49,9 +50,17 @@ type Object struct {
 	Key            string `json:"key,omitempty"`
 	// Path places the file at a nested relative path (default objectName).
 	Path string `json:"path,omitempty"`
+	// Delay makes the mount answer this much later (a Go duration up to
+	// MaxDelay), to test what happens while a provider call is in flight.
+	Delay string `json:"delay,omitempty"`
 	// Mode is FilePermission parsed (0: the mount's default).
 	Mode fs.FileMode `json:"-"`
+	// Wait is Delay parsed.
+	Wait time.Duration `json:"-"`
 }
+
+// MaxDelay bounds Object.Delay.
+const MaxDelay = 30 * time.Second
 
 // File is the object's path in the volume: Path, else ObjectName.
 func (o Object) File() string {
@@ -90,6 +99,13 @@ func ParseObjects(s string) ([]Object, error) {
 			}
 		default:
 			return nil, invalid("objects[%d] (%s): unknown source %q", i, o.ObjectName, o.Source)
+		}
+		if o.Delay != "" {
+			d, err := time.ParseDuration(o.Delay)
+			if err != nil || d < 0 || d > MaxDelay {
+				return nil, invalid("objects[%d] (%s): delay %q is not a duration between 0s and %s", i, o.ObjectName, o.Delay, MaxDelay)
+			}
+			objs[i].Wait = d
 		}
 		if o.FilePermission != "" {
 			m, err := parseMode(o.FilePermission)
