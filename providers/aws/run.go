@@ -15,9 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/sscsi/secrets-store/internal/kubeapi"
 	"github.com/sscsi/secrets-store/internal/serve"
 	"github.com/sscsi/secrets-store/providers/aws/params"
 	"github.com/sscsi/secrets-store/providers/plugin"
@@ -129,15 +128,10 @@ func NewAWSConfig(ctx context.Context, o AWSOptions) (aws.Config, error) {
 }
 
 func kubeClient(c Config) (kubernetes.Interface, error) {
-	var rc *rest.Config
-	var err error
-	if c.Kubeconfig != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
-	} else {
-		rc, err = rest.InClusterConfig()
-	}
+	// Through kubeapi, whose log filter keeps object bodies out of the log.
+	rc, err := kubeapi.Load(c.Kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client config (set --kubeconfig outside a cluster): %w", err)
+		return nil, err
 	}
 	if c.QPS > 0 {
 		rc.QPS = c.QPS
