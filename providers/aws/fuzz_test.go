@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sscsi/secrets-store/providers/aws/params"
 )
@@ -17,6 +18,7 @@ func FuzzJMESPath(f *testing.F) {
 	f.Add("a[", `{}`)
 	f.Add("to_string(n)", `{"n": 1e400}`)
 	f.Add("*.*.*", `[[[[[]]]]]`)
+	f.Add("[@,@,@,@][] | [@,@,@,@][]", `[1,2,3,4,5,6,7,8]`)
 	f.Fuzz(func(t *testing.T, expr, doc string) {
 		c, err := params.CompileJMESPath(expr)
 		if err != nil {
@@ -29,9 +31,41 @@ func FuzzJMESPath(f *testing.F) {
 		if err != nil {
 			return
 		}
+		start := time.Now()
 		_, err = extractJMESPath(c, d)
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("%q took %s", expr, took)
+		}
 		if err != nil && !errors.Is(err, errNotString) && !errors.Is(err, errSearchFailed) {
 			t.Fatalf("untyped error: %v", err)
 		}
 	})
+}
+
+// TestJMESPathFanOutIsBounded: a chain of multi-selects and flattens
+// multiplies the value at each step (exponential); it is refused at
+// compile time, while one fan-out node is accepted and its worst case over
+// a large value is logged.
+func TestJMESPathFanOutIsBounded(t *testing.T) {
+	for _, expr := range []string{
+		"[@,@,@,@,@,@,@,@][][@,@,@,@,@,@,@,@][][@,@,@,@,@,@,@,@][]",
+		"a[*].b[*].c[*]",
+		"sort_by(@, &a)[*].b[*]",
+		strings.Repeat("a.", 200) + "a",
+	} {
+		if _, err := params.CompileJMESPath(expr); err == nil {
+			t.Errorf("%.60s... accepted", expr)
+		}
+	}
+	k := strings.TrimSuffix(strings.Repeat("@,", 100), ",")
+	c, err := params.CompileJMESPath("[" + k + "] | to_string(@)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := decodeJSON([]byte("[" + strings.Repeat("1,", 9999) + "1]"))
+	start := time.Now()
+	if _, err := extractJMESPath(c, d); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("worst accepted shape (100 copies of a 10000-element value, printed): %s", time.Since(start))
 }
