@@ -11,7 +11,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(CACHE_DIR)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
 
-.PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-aws-calls bench-secretsync bench-vault-calls \
+.PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-inodes bench-aws-calls bench-secretsync bench-vault-calls \
 	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint vault-server
 
 help: ## list targets
@@ -61,6 +61,9 @@ fuzz: ## run every fuzz target for a short time
 
 bench: ## publish benchmarks through the CSI socket
 	test/bench/run.sh
+
+bench-inodes: ## kernel memory of worst-case accepted volumes (root; real tmpfs)
+	$(GO) run ./test/bench/inodes -volumes $(or $(VOLUMES),50)
 
 bench-aws-calls: ## count AWS API calls for the reference workload
 	$(GO) run ./test/bench/awscalls
