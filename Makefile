@@ -12,7 +12,7 @@ GOLANGCI_LINT := $(CACHE_DIR)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golan
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
 
 .PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-inodes bench-aws-calls bench-secretsync bench-vault-calls \
-	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint vault-server
+	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint vault-server test-vault
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -70,6 +70,11 @@ bench-aws-calls: ## count AWS API calls for the reference workload
 
 bench-vault-calls: ## count Vault calls for the reference workload (real Vault; ARGS="-kv-secrets=4")
 	test/bench/vaultcalls/run.sh $(ARGS)
+
+test-vault: ## provider-vault against a real Vault + kube-apiserver + PostgreSQL (not yet in make test: see issue 11 note)
+	test/vault/build.sh
+	test/cluster/build.sh
+	$(GO) test -tags vault -count=1 -timeout 20m ./providers/vault/
 
 vault-server: ## build (or reuse the cached) Vault test server and install PostgreSQL 15
 	test/vault/build.sh

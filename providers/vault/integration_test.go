@@ -1,4 +1,4 @@
-//go:build integration
+//go:build vault
 
 package vault_test
 
