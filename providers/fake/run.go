@@ -84,7 +84,7 @@ func writeToken(path string) (string, error) {
 		return "", err
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
+	if err = tmp.Chmod(0o600); err == nil {
 		_, err = tmp.WriteString(token + "\n")
 	}
 	if cerr := tmp.Close(); err == nil {
