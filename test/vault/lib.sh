@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # these variables are read by the scripts that source this file
 # Settings shared by the test/vault scripts; sourced after test/cluster/lib.sh, never run.
 
 VAULT_VERSION="${VAULT_VERSION:-v1.21.0}" # keep equal to vaulttest.VaultVersion
