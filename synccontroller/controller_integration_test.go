@@ -225,7 +225,7 @@ const dbObjects = `
 `
 
 func TestSecretSync(t *testing.T) {
-	e := setup(t, nil)
+	e := setup(t, []string{"sync-test"})
 	ctx := t.Context()
 	e.spc(t, "db-spc", dbObjects)
 
@@ -308,8 +308,10 @@ spec:
 		if _, err := e.dyn.Resource(ssGVR).Namespace(appNS).Patch(ctx, "db", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, pollEvery/2, true, func(context.Context) (bool, error) {
-			return e.getSS(t, "db").Status.Conditions[0].ObservedGeneration == e.getSS(t, "db").Generation && e.backend.Calls() > calls, nil
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, pollEvery, true, func(context.Context) (bool, error) {
+			ss := e.getSS(t, "db")
+			c := meta.FindStatusCondition(ss.Status.Conditions, syncv1.ConditionTypeUpdate)
+			return c != nil && c.ObservedGeneration == ss.Generation && e.backend.Calls() > calls, nil
 		})
 		if err != nil {
 			t.Fatalf("no sync right after forceSynchronization changed: %v", err)
@@ -501,7 +503,7 @@ spec:
 		denied("token for an audience not configured", err)
 		_, err = sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &long}}, metav1.CreateOptions{})
 		denied("long-lived token", err)
-		if _, err := sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &short}}, metav1.CreateOptions{}); err != nil {
+		if _, err := sas.CreateToken(ctx, "app-sa", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"sync-test"}, ExpirationSeconds: &short}}, metav1.CreateOptions{}); err != nil {
 			t.Errorf("the controller's own kind of token refused: %v", err)
 		}
 	})

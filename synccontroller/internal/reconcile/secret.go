@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"maps"
@@ -228,9 +229,17 @@ func (r *Reconciler) write(ctx context.Context, ss *syncv1.SecretSync, want *cor
 }
 
 // testFailed reports whether a JSON patch was refused because one of its
-// test operations failed (the Secret is not ours).
+// test operations failed (the Secret is not ours). The API server answers
+// a patch it cannot apply with a bare 422 (no kind, no causes, seen on
+// v1.37); validation of a patched Secret answers 422 naming the kind and
+// the fields.
 func testFailed(err error) bool {
-	return apierrors.IsInvalid(err) && strings.Contains(err.Error(), "test")
+	var st apierrors.APIStatus
+	if !apierrors.IsInvalid(err) || !errors.As(err, &st) {
+		return false
+	}
+	d := st.Status().Details
+	return d == nil || (d.Kind == "" && len(d.Causes) == 0)
 }
 
 func writeErr(ss *syncv1.SecretSync, verb string, err error) error {
