@@ -17,6 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	// Linked for its klog filter: client-go never logs request/response bodies (TokenRequest answers carry tokens).
+	_ "github.com/sscsi/secrets-store/internal/kubeapi"
 	"sigs.k8s.io/yaml"
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
