@@ -7,6 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 "${REPO_ROOT}/test/cluster/build.sh"
+"${REPO_ROOT}/test/vault/build.sh"
 export SSCSI_K8S_BIN="${K8S_BIN}"
 log "running integration tests (go test -tags integration ./...)"
 cd "$REPO_ROOT"
