@@ -81,3 +81,78 @@ func TestSyncController(t *testing.T) {
 		t.Error("syncController objects rendered with syncController.enabled=false")
 	}
 }
+
+// TestSyncControllerVault renders provider-vault as a sidecar of the SecretSync
+// controller: providers.vault's settings, its socket in the shared in-memory
+// directory, no health server of its own, its CA and version key mounted, and
+// the controller asking for tokens of Vault's audience (allowed by the token
+// policy).
+func TestSyncControllerVault(t *testing.T) {
+	r, err := render(t, set("syncController.enabled", true, "syncController.providers.vault.enabled", true,
+		"providers.vault.address", "https://vault.example:8200", "providers.vault.authMount", "k8s-prod",
+		"providers.vault.audience", "vault-prod",
+		"providers.vault.caCert", map[string]any{"secretName": "vault-ca", "key": "ca.crt"},
+		"providers.vault.versionKey", map[string]any{"secretName": "vkey", "key": "key"}), kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.deployments[syncName]
+	if d == nil {
+		t.Fatalf("no Deployment %s", syncName)
+	}
+	spec := d.Spec.Template.Spec
+	if len(spec.Containers) != 2 || spec.Containers[1].Name != "provider-vault" {
+		t.Fatalf("containers %d, want manager + provider-vault", len(spec.Containers))
+	}
+	c := spec.Containers[1]
+	wantFlag(t, c.Args, "--endpoint", "/provider/vault.sock")
+	wantFlag(t, c.Args, "--health-addr", "")
+	wantFlag(t, c.Args, "--vault-addr", "https://vault.example:8200")
+	wantFlag(t, c.Args, "--vault-mount", "k8s-prod")
+	wantFlag(t, c.Args, "--audience", "vault-prod")
+	wantFlag(t, c.Args, "--vault-tls-ca-cert", "/etc/provider-vault/ca/ca.crt")
+	wantFlag(t, c.Args, "--version-key-file", "/etc/provider-vault/version-key/key")
+	if c.SecurityContext == nil || c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
+		t.Error("provider-vault sidecar without a read-only root filesystem")
+	}
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m.MountPath
+	}
+	if mounts["providers"] != "/provider" || mounts["vault-ca"] != "/etc/provider-vault/ca" || mounts["vault-version-key"] != "/etc/provider-vault/version-key" {
+		t.Errorf("provider-vault mounts %v", mounts)
+	}
+	vols := map[string]bool{}
+	for _, v := range spec.Volumes {
+		switch {
+		case v.Name == "vault-ca" && v.Secret != nil && v.Secret.SecretName == "vault-ca",
+			v.Name == "vault-version-key" && v.Secret != nil && v.Secret.SecretName == "vkey",
+			v.Name == "providers" && v.EmptyDir != nil:
+			vols[v.Name] = true
+		}
+	}
+	if len(vols) != 3 {
+		t.Errorf("pod volumes %+v: want providers (emptyDir), vault-ca and vault-version-key Secrets", spec.Volumes)
+	}
+	if !slices.Contains(spec.Containers[0].Args, "--token-request-audience=vault-prod") {
+		t.Errorf("controller args %v: no token for Vault's audience", spec.Containers[0].Args)
+	}
+	tok := r.policies[syncName+"-tokens"]
+	if tok == nil || !strings.Contains(tok.Spec.Validations[0].Expression, `["vault-prod"]`) {
+		t.Errorf("token policy does not allow exactly Vault's audience: %+v", tok)
+	}
+	if _, ok := r.daemonSets[driverDS+"-provider-vault"]; ok {
+		t.Error("syncController.providers.vault rendered the node DaemonSet too (providers.vault.enabled is off)")
+	}
+
+	// Off by default: no sidecar.
+	off, err := render(t, set("syncController.enabled", true), kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range off.deployments[syncName].Spec.Template.Spec.Containers {
+		if c.Name == "provider-vault" {
+			t.Error("provider-vault sidecar rendered with syncController.providers.vault.enabled=false")
+		}
+	}
+}

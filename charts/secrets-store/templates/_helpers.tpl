@@ -120,5 +120,11 @@ kubelet's httpGet probe must connect to; kubelet would use the node IP otherwise
 {{- if and .Values.syncController.providers.aws.enabled .Values.providers.aws.irsa (not (has "sts.amazonaws.com" $auds)) -}}
 {{- $auds = append $auds "sts.amazonaws.com" -}}
 {{- end -}}
+{{- if .Values.syncController.providers.vault.enabled -}}
+{{- $aud := toString (.Values.providers.vault.audience | default "vault") -}}
+{{- if not (has $aud $auds) -}}
+{{- $auds = append $auds $aud -}}
+{{- end -}}
+{{- end -}}
 {{- toJson $auds -}}
 {{- end -}}
