@@ -22,6 +22,7 @@ type Recorder struct {
 	rotation, rotationErr   *prometheus.CounterVec
 	rotationDur             *prometheus.HistogramVec
 	syncTotal               *prometheus.CounterVec
+	syncNotOwned            *prometheus.CounterVec
 	syncDur                 *prometheus.HistogramVec
 	publishDur              *prometheus.HistogramVec
 	providerCalls           *prometheus.HistogramVec
@@ -71,6 +72,7 @@ func NewWithConfig(cfg Config) *Recorder {
 	r.rotationErr = cv("rotation_reconcile_error_total", "Failed rotation re-fetches.", "provider", "error_type", "rotated", "os_type")
 	r.rotationDur = hv("rotation_reconcile_duration_sec", "Duration of a rotation re-fetch in seconds.", "os_type")
 	r.syncTotal = cv("sync_k8s_secret_total", "Kubernetes Secrets created or updated from secretObjects.", "provider", "os_type")
+	r.syncNotOwned = cv("sync_k8s_secret_not_owned_total", "secretObjects entries not synced because a Secret of that name exists that the driver did not create for that SecretProviderClass.", "provider", "os_type")
 	r.syncDur = hv("sync_k8s_secret_duration_sec", "Duration of syncing one volume's Kubernetes Secrets in seconds.", "os_type")
 	r.publishDur = hv("node_publish_duration_seconds", "Duration of NodePublishVolume calls that fetched from a provider.", "provider", "os_type")
 	r.providerCalls = hv("provider_mount_duration_seconds", "Duration of Mount calls to provider plugins.", "provider", "code")
@@ -136,6 +138,12 @@ func (r *Recorder) Rotation(provider, errorType string, rotated bool, d time.Dur
 func (r *Recorder) Sync(provider string, secrets int, d time.Duration) {
 	r.syncTotal.WithLabelValues(r.provider(provider), osType).Add(float64(secrets))
 	r.syncDur.WithLabelValues(osType).Observe(d.Seconds())
+}
+
+// SyncNotOwned counts an entry refused because its Secret belongs to
+// someone else.
+func (r *Recorder) SyncNotOwned(provider string) {
+	r.syncNotOwned.WithLabelValues(provider, osType).Inc()
 }
 
 // ProviderCall records one Mount call to a provider.

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -21,6 +22,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
@@ -304,13 +306,19 @@ func (n *node) publish(t *testing.T, pod *corev1.Pod, spcName string) {
 
 func (n *node) syncedTotal(t *testing.T) float64 {
 	t.Helper()
+	return n.counter(t, "sync_k8s_secret_total")
+}
+
+// counter sums a counter's series.
+func (n *node) counter(t *testing.T, name string) float64 {
+	t.Helper()
 	mfs, err := n.metrics.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sum float64
 	for _, mf := range mfs {
-		if mf.GetName() == "sync_k8s_secret_total" {
+		if mf.GetName() == name {
 			for _, m := range mf.GetMetric() {
 				sum += m.GetCounter().GetValue()
 			}
@@ -512,13 +520,21 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
-// captureKlog sends klog's output, at verbosity 5, to a buffer until the
-// test ends.
+// b64 is the base64 form of v as it appears inside a Secret's JSON,
+// without the padding that depends on what follows.
+func b64(v string) string {
+	full := base64.StdEncoding.EncodeToString([]byte(v))
+	return full[:4*(len(v)/3)]
+}
+
+// captureKlog sends klog's output, at verbosity 10 (client-go logs every
+// request and response body from 8 on, unless internal/kubeapi's filter
+// drops them), to a buffer until the test ends.
 func captureKlog(t *testing.T) *logBuffer {
 	t.Helper()
 	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(fs)
-	_ = fs.Set("v", "5")
+	_ = fs.Set("v", "10")
 	_ = fs.Set("logtostderr", "false")
 	b := &logBuffer{}
 	klog.SetOutput(b)
@@ -540,10 +556,16 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		if out == "" {
 			t.Errorf("log capture saw nothing")
 		}
-		// Every value the subtests sync; none may reach a log line.
-		for _, v := range []string{"hunter2", "t0k3n", "v4lu3", "dXNlcjpwYXNz", "PRIVATE KEY"} {
-			if strings.Contains(out, v) {
-				t.Errorf("a secret value (%q) appears in the driver's log", v)
+		if !strings.Contains(out, "Response Body") {
+			t.Errorf("the log was not captured at -v=10 (no client-go body line)")
+		}
+		// Every value the subtests sync, as written and as the API's JSON
+		// carries it (base64); none may reach a log line.
+		for _, v := range []string{"hunter2", "t0k3n-shared-value", "v4lu3-present-value", "dXNlcjpwYXNz", "-----BEGIN PRIVATE KEY", "first-rotation-value", "second-rotation-value", "attacker-value", "n0t-the-driver's"} {
+			for _, form := range []string{v, b64(v)} {
+				if strings.Contains(out, form) {
+					t.Errorf("a secret value (%q, as %q) appears in the driver's log", v, form)
+				}
 			}
 		}
 	})
@@ -621,7 +643,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 	t.Run("two ReplicaSets share a SecretProviderClass: two owners, gone with the last", func(t *testing.T) {
 		ns := newNamespace(t, c, "sync-shared")
 		n := newNode(t, c.rc)
-		n.provider.set(map[string][]byte{"token": []byte("t0k3n")}, "v1")
+		n.provider.set(map[string][]byte{"token": []byte("t0k3n-shared-value")}, "v1")
 		createSPC(t, c.rc, ns, "shared", ssv1.SecretObject{SecretName: "shared", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "token", Key: "token"}}})
 		rs1, rs2 := createReplicaSet(t, c.cs, ns, "web"), createReplicaSet(t, c.cs, ns, "worker")
 		p1 := createPod(t, c.cs, ns, "web-1", ownedBy(rs1))
@@ -658,7 +680,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		ns := newNamespace(t, c, "sync-conflicts")
 		nodes := []*node{newNode(t, c.rc), newNode(t, c.rc)}
 		for _, n := range nodes {
-			n.provider.set(map[string][]byte{"token": []byte("t0k3n")}, "v1")
+			n.provider.set(map[string][]byte{"token": []byte("t0k3n-shared-value")}, "v1")
 		}
 		createSPC(t, c.rc, ns, "shared", ssv1.SecretObject{SecretName: "busy", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "token", Key: "token"}}})
 		const pods = 8
@@ -696,12 +718,12 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 	t.Run("rotation updates the Secret, keeps others' metadata, writes nothing when equal", func(t *testing.T) {
 		ns := newNamespace(t, c, "sync-rotation")
 		n := newNode(t, c.rc)
-		n.provider.set(map[string][]byte{"pw": []byte("first")}, "v1")
+		n.provider.set(map[string][]byte{"pw": []byte("first-rotation-value")}, "v1")
 		createSPC(t, c.rc, ns, "rot", ssv1.SecretObject{SecretName: "rot", Type: "Opaque", Labels: map[string]string{"app": "rot"}, Data: []ssv1.SecretObjectData{{ObjectName: "pw", Key: "pw"}}})
 		rs := createReplicaSet(t, c.cs, ns, "rot")
 		pod := createPod(t, c.cs, ns, "rot-1", ownedBy(rs))
 		n.publish(t, pod, "rot")
-		s := waitSecret(t, c.cs, ns, "rot", hasData("pw", "first"))
+		s := waitSecret(t, c.cs, ns, "rot", hasData("pw", "first-rotation-value"))
 
 		// Someone else labels, annotates and co-owns the Secret.
 		other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "other-owner", Namespace: ns}}
@@ -737,10 +759,10 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		}
 
 		// Rotation: new content reaches the Secret; foreign metadata stays.
-		n.provider.set(map[string][]byte{"pw": []byte("second")}, "v2")
+		n.provider.set(map[string][]byte{"pw": []byte("second-rotation-value")}, "v2")
 		n.publish(t, pod, "rot")
 		waitEvent(t, c.cs, pod, "SecretRotationComplete", "rot")
-		got := waitSecret(t, c.cs, ns, "rot", hasData("pw", "second"))
+		got := waitSecret(t, c.cs, ns, "rot", hasData("pw", "second-rotation-value"))
 		if got.Labels["team"] != "payments" || got.Labels["app"] != "rot" || got.Labels[secretdata.ManagedLabel] != "true" {
 			t.Errorf("labels after rotation: %v", got.Labels)
 		}
@@ -760,15 +782,116 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(after.Data["pw"]) != "second" {
+		if string(after.Data["pw"]) != "second-rotation-value" {
 			t.Errorf("failed rotation changed the Secret")
 		}
+	})
+
+	t.Run("foreign Secrets are never taken over: Opaque and TLS survive byte for byte; opt-in adoption", func(t *testing.T) {
+		ns := newNamespace(t, c, "sync-foreign")
+		n := newNode(t, c.rc)
+		chain := tlschain.New(t, true)
+		foreignTLS := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "ingress-tls", Namespace: ns, Labels: map[string]string{"team": "edge"}, Annotations: map[string]string{"cert-manager.io/issuer": "le"}},
+			Type:       corev1.SecretTypeTLS,
+			Data:       map[string][]byte{"tls.crt": tlschain.CertPEM(chain.Leaf), "tls.key": tlschain.KeyPEM(t, chain.LeafKey, "pkcs8")},
+		}
+		foreignOpaque := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "db-admin", Namespace: ns},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{"password": []byte("n0t-the-driver's"), "extra": {0, 1, 2, 255}},
+		}
+		// Another class's Secret carries the marks, for that class.
+		otherClass := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "other-class", Namespace: ns, Labels: map[string]string{secretdata.ManagedLabel: "true"}, Annotations: map[string]string{secretdata.CreatedByAnnotation: "SecretProviderClass/other"}},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{"k": []byte("other")},
+		}
+		before := map[string]*corev1.Secret{}
+		for _, sec := range []*corev1.Secret{foreignTLS, foreignOpaque, otherClass} {
+			got, err := c.cs.CoreV1().Secrets(ns).Create(t.Context(), sec, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before[got.Name] = got
+		}
+		bundle := append(tlschain.CertPEM(chain.Leaf, chain.Inter), tlschain.KeyPEM(t, chain.LeafKey, "pkcs8")...)
+		n.provider.set(map[string][]byte{"pw": []byte("attacker-value"), "cert.pem": bundle}, "v1")
+		createSPC(t, c.rc, ns, "takeover",
+			ssv1.SecretObject{SecretName: "db-admin", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "pw", Key: "password"}}},
+			ssv1.SecretObject{SecretName: "ingress-tls", Type: "kubernetes.io/tls", Data: []ssv1.SecretObjectData{{ObjectName: "cert.pem", Key: "tls.crt"}, {ObjectName: "cert.pem", Key: "tls.key"}}},
+			ssv1.SecretObject{SecretName: "other-class", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "pw", Key: "k"}}},
+			ssv1.SecretObject{SecretName: "fresh", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "pw", Key: "pw"}}},
+		)
+		rs := createReplicaSet(t, c.cs, ns, "attacker")
+		pod := createPod(t, c.cs, ns, "attacker-1", ownedBy(rs))
+		n.publish(t, pod, "takeover")
+
+		// The Secret the class may create is created, with the marks.
+		fresh := waitSecret(t, c.cs, ns, "fresh", hasData("pw", "attacker-value"))
+		if fresh.Labels[secretdata.ManagedLabel] != "true" || fresh.Annotations[secretdata.CreatedByAnnotation] != "SecretProviderClass/takeover" {
+			t.Errorf("fresh Secret marks: labels %v annotations %v", fresh.Labels, fresh.Annotations)
+		}
+		for _, name := range []string{"db-admin", "ingress-tls", "other-class"} {
+			waitEvent(t, c.cs, pod, NotOwnedReason, `"`+name+`"`, secretdata.AllowAdoptionAnnotation)
+		}
+		eventually(t, 5*time.Second, func() error {
+			if got := n.counter(t, "sync_k8s_secret_not_owned_total"); got != 3 {
+				return fmt.Errorf("sync_k8s_secret_not_owned_total = %v, want 3", got)
+			}
+			return nil
+		})
+		unchanged := func() {
+			t.Helper()
+			for name, b := range before {
+				got, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.ResourceVersion != b.ResourceVersion || !equality.Semantic.DeepEqual(got.Data, b.Data) ||
+					!equality.Semantic.DeepEqual(got.Labels, b.Labels) || !equality.Semantic.DeepEqual(got.Annotations, b.Annotations) ||
+					len(got.OwnerReferences) != 0 || got.Type != b.Type {
+					t.Errorf("foreign Secret %s changed (resourceVersion %s -> %s, owners %v)", name, b.ResourceVersion, got.ResourceVersion, got.OwnerReferences)
+				}
+			}
+		}
+		unchanged()
+
+		// A rotation tries again and still leaves them alone.
+		n.provider.set(map[string][]byte{"pw": []byte("attacker-value-2"), "cert.pem": bundle}, "v2")
+		n.publish(t, pod, "takeover")
+		waitSecret(t, c.cs, ns, "fresh", hasData("pw", "attacker-value-2"))
+		eventually(t, 10*time.Second, func() error {
+			if n.syncer.Pending() != 0 {
+				return fmt.Errorf("sync pending")
+			}
+			return nil
+		})
+		unchanged()
+
+		// The owner of db-admin opts in: the next sync adopts it.
+		cur, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), "db-admin", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Annotations = map[string]string{secretdata.AllowAdoptionAnnotation: "true"}
+		if _, err := c.cs.CoreV1().Secrets(ns).Update(t.Context(), cur, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		n.provider.set(map[string][]byte{"pw": []byte("attacker-value-3"), "cert.pem": bundle}, "v3")
+		n.publish(t, pod, "takeover")
+		adopted := waitSecret(t, c.cs, ns, "db-admin", hasData("password", "attacker-value-3"))
+		if adopted.Labels[secretdata.ManagedLabel] != "true" || adopted.Annotations[secretdata.CreatedByAnnotation] != "SecretProviderClass/takeover" {
+			t.Errorf("adopted Secret marks: labels %v annotations %v", adopted.Labels, adopted.Annotations)
+		}
+		delete(before, "db-admin")
+		unchanged()
 	})
 
 	t.Run("bad entries give FailedToCreateSecret and the mount still succeeds", func(t *testing.T) {
 		ns := newNamespace(t, c, "sync-bad")
 		n := newNode(t, c.rc)
-		n.provider.set(map[string][]byte{"present": []byte("v4lu3"), "bad.json": []byte(`{"auths": v4lu3`)}, "v1")
+		n.provider.set(map[string][]byte{"present": []byte("v4lu3-present-value"), "bad.json": []byte(`{"auths": v4lu3-present-value`)}, "v1")
 		createSPC(t, c.rc, ns, "bad",
 			ssv1.SecretObject{SecretName: "missing", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "absent", Key: "k"}}},
 			ssv1.SecretObject{SecretName: "badjson", Type: "kubernetes.io/dockerconfigjson", Data: []ssv1.SecretObjectData{{ObjectName: "bad.json", Key: ".dockerconfigjson"}}},
@@ -779,11 +902,11 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		m1 := waitEvent(t, c.cs, pod, EventReason, "secretObjects[0]", `"missing"`, `"absent"`)
 		m2 := waitEvent(t, c.cs, pod, EventReason, "secretObjects[1]", "not valid JSON")
 		for _, m := range []string{m1, m2} {
-			if strings.Contains(m, "v4lu3") {
+			if strings.Contains(m, "v4lu3-present-value") {
 				t.Errorf("event carries a secret value: %q", m)
 			}
 		}
-		waitSecret(t, c.cs, ns, "good", hasData("k", "v4lu3"))
+		waitSecret(t, c.cs, ns, "good", hasData("k", "v4lu3-present-value"))
 		for _, name := range []string{"missing", "badjson"} {
 			if _, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				t.Errorf("Secret %s: err = %v, want NotFound", name, err)

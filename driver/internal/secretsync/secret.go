@@ -16,6 +16,9 @@ import (
 	"github.com/sscsi/secrets-store/internal/secretdata"
 )
 
+// creator is the CreatedByAnnotation value for a SecretProviderClass.
+func creator(spcName string) string { return secretdata.Creator("SecretProviderClass", spcName) }
+
 // volumeFiles reads mounted files by their path relative to the volume
 // root, never outside it.
 type volumeFiles struct {
@@ -118,18 +121,7 @@ func desiredSecret(ref entryRef, namespace string, so ssv1.SecretObject, files *
 	if err := secretdata.CheckType(typ, data); err != nil {
 		return nil, bad("type", "%v", err)
 	}
-	labels := make(map[string]string, len(so.Labels)+1)
-	for k, v := range so.Labels {
-		labels[k] = v
-	}
-	labels[secretdata.ManagedLabel] = "true"
-	var annotations map[string]string
-	if len(so.Annotations) > 0 {
-		annotations = make(map[string]string, len(so.Annotations))
-		for k, v := range so.Annotations {
-			annotations[k] = v
-		}
-	}
+	labels, annotations := secretdata.Marks(so.Labels, so.Annotations, creator(ref.spcName))
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: so.SecretName, Namespace: namespace, Labels: labels, Annotations: annotations},
 		Type:       typ,

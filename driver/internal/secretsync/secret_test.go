@@ -63,7 +63,7 @@ func TestDesiredSecret(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", Labels: map[string]string{"app": "x", secretdata.ManagedLabel: "true"}, Annotations: map[string]string{"a": "b"}},
+			ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", Labels: map[string]string{"app": "x", secretdata.ManagedLabel: "true"}, Annotations: map[string]string{"a": "b", secretdata.CreatedByAnnotation: "SecretProviderClass/spc"}},
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{"password": []byte("hunter2"), "username": []byte("admin")},
 		}

@@ -8,7 +8,10 @@
 // owners, else its SecretProviderClassPodStatus) and creates or updates each
 // Secret with optimistic concurrency, adding to what is there (labels,
 // annotations, owners written by others stay) and writing nothing when
-// nothing differs. Whether the driver may write Secrets is checked with a
+// nothing differs. It never takes over a Secret it did not create: an
+// existing Secret without the driver's marks for this SecretProviderClass
+// is left untouched and reported (event SecretNotOwned, metric
+// sync_k8s_secret_not_owned_total) unless its owner opts in to adoption. Whether the driver may write Secrets is checked with a
 // SelfSubjectAccessReview at start and after any Forbidden; without that
 // permission sync is disabled with one clear log line and an event per pod.
 package secretsync
@@ -39,6 +42,7 @@ import (
 	"github.com/sscsi/secrets-store/driver/internal/metrics"
 	"github.com/sscsi/secrets-store/driver/internal/podstatus"
 	"github.com/sscsi/secrets-store/driver/internal/publish"
+	"github.com/sscsi/secrets-store/internal/secretdata"
 )
 
 // Errors of the package; decide with errors.Is.
@@ -51,6 +55,10 @@ var (
 	ErrObjectNotFound = errors.New("objectName not found in the mounted volume")
 	// ErrSyncDisabled: the driver may not write Secrets (RBAC).
 	ErrSyncDisabled = errors.New("secret sync is disabled: the driver is not allowed to get, create and update Secrets")
+	// ErrNotOwned: a Secret of the entry's name exists and the driver did
+	// not create it for this SecretProviderClass (secretdata.MayWrite); it
+	// is left untouched.
+	ErrNotOwned = errors.New("Secret exists and is not managed by this SecretProviderClass")
 	// errOwnerNotReady: the bare pod's SecretProviderClassPodStatus is not
 	// written yet; retried quietly.
 	errOwnerNotReady = errors.New("owner not created yet")
@@ -60,6 +68,10 @@ var (
 
 // EventReason is the reason of the Warning event for a failed entry.
 const EventReason = "FailedToCreateSecret"
+
+// NotOwnedReason is the reason of the Warning event for an entry whose
+// Secret exists and belongs to someone else.
+const NotOwnedReason = "SecretNotOwned"
 
 // SecretSyncRole names the ClusterRole that grants Secret access, for messages.
 const SecretSyncRole = "secretprovidersyncing-role"
@@ -289,7 +301,7 @@ func (s *Syncer) syncVolume(ctx context.Context, key string, it *item) {
 	var lastErr error
 	written := 0
 	for _, p := range it.secrets {
-		changed, err := s.upsert(ctx, p.secret, owners)
+		changed, err := s.upsert(ctx, it.spcName, p.secret, owners)
 		switch {
 		case err == nil:
 			if changed {
@@ -299,6 +311,10 @@ func (s *Syncer) syncVolume(ctx context.Context, key string, it *item) {
 		case apierrors.IsForbidden(err):
 			s.forbidden(err)
 			s.cfg.Events.Event(it.pod, true, EventReason, fmt.Sprintf("%s: %v: bind ClusterRole %s to the driver's service account", p.ref, ErrSyncDisabled, SecretSyncRole))
+		case errors.Is(err, ErrNotOwned):
+			s.cfg.Metrics.SyncNotOwned(it.provider)
+			klog.InfoS("Secret not synced: it exists and is not managed by this SecretProviderClass", "secret", klog.KObj(p.secret), "pod", podRef, "spc", klog.KRef(it.spcNS, it.spcName))
+			s.cfg.Events.Event(it.pod, true, NotOwnedReason, fmt.Sprintf("%s: %v", p.ref, err))
 		case errors.Is(err, errPermanent):
 			s.fail(it, fmt.Errorf("%s: %w", p.ref, err))
 		default:
@@ -373,8 +389,9 @@ func ownerRef(apiVersion, kind, name string, uid types.UID) metav1.OwnerReferenc
 
 // upsert creates want or brings the existing Secret to it, adding owners
 // and leaving other writers' labels, annotations and owners in place. It
-// reports whether it wrote.
-func (s *Syncer) upsert(ctx context.Context, want *corev1.Secret, owners []metav1.OwnerReference) (bool, error) {
+// reports whether it wrote. An existing Secret the driver did not create
+// for spcName (secretdata.MayWrite) is not written: ErrNotOwned.
+func (s *Syncer) upsert(ctx context.Context, spcName string, want *corev1.Secret, owners []metav1.OwnerReference) (bool, error) {
 	secrets := secretClient{c: s.cfg.Core, ns: want.Namespace}
 	wrote := false
 	retriable := func(err error) bool {
@@ -397,6 +414,10 @@ func (s *Syncer) upsert(ctx context.Context, want *corev1.Secret, owners []metav
 		}
 		if err != nil {
 			return fmt.Errorf("get Secret %s/%s: %w", want.Namespace, want.Name, err)
+		}
+		if ok, why := secretdata.MayWrite(cur, creator(spcName)); !ok {
+			return fmt.Errorf("%w: Secret %s/%s exists and %s; the driver leaves it untouched. Rename secretName, or, if the Secret's owner wants the driver to manage it, set annotation %s: \"true\" on it",
+				ErrNotOwned, want.Namespace, want.Name, why, secretdata.AllowAdoptionAnnotation)
 		}
 		if cur.Type != want.Type {
 			return fmt.Errorf("%w: Secret %s/%s exists with type %q, want %q; a Secret's type cannot change: delete the Secret or fix the entry's type",
