@@ -732,7 +732,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Labels["team"] = "payments"
-		s.Annotations = map[string]string{"reloader.example/watch": "true"}
+		s.Annotations["reloader.example/watch"] = "true" // beside the driver's created-by mark
 		s.OwnerReferences = append(s.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: other.Name, UID: other.UID})
 		if s, err = c.cs.CoreV1().Secrets(ns).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
@@ -766,7 +766,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		if got.Labels["team"] != "payments" || got.Labels["app"] != "rot" || got.Labels[secretdata.ManagedLabel] != "true" {
 			t.Errorf("labels after rotation: %v", got.Labels)
 		}
-		if got.Annotations["reloader.example/watch"] != "true" {
+		if got.Annotations["reloader.example/watch"] != "true" || got.Annotations[secretdata.CreatedByAnnotation] != "SecretProviderClass/rot" {
 			t.Errorf("annotations after rotation: %v", got.Annotations)
 		}
 		if err := hasOwners(metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID},
