@@ -347,7 +347,8 @@ spec:
 			t.Fatal(err)
 		}
 		e.waitSecret(t, "mine", func(s *corev1.Secret) bool {
-			return string(s.Data["password"]) == "r0tated" && len(s.OwnerReferences) == 1 && s.Annotations[secretdata.CreatedByAnnotation] == "SecretSync/mine"
+			_, open := s.Annotations[secretdata.AllowAdoptionAnnotation]
+			return string(s.Data["password"]) == "r0tated" && len(s.OwnerReferences) == 1 && s.Annotations[secretdata.CreatedByAnnotation] == "SecretSync/mine" && !open
 		})
 	})
 

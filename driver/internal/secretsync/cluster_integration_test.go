@@ -881,8 +881,16 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		n.provider.set(map[string][]byte{"pw": []byte("attacker-value-3"), "cert.pem": bundle}, "v3")
 		n.publish(t, pod, "takeover")
 		adopted := waitSecret(t, c.cs, ns, "db-admin", hasData("password", "attacker-value-3"))
-		if adopted.Labels[secretdata.ManagedLabel] != "true" || adopted.Annotations[secretdata.CreatedByAnnotation] != "SecretProviderClass/takeover" {
-			t.Errorf("adopted Secret marks: labels %v annotations %v", adopted.Labels, adopted.Annotations)
+		if _, open := adopted.Annotations[secretdata.AllowAdoptionAnnotation]; open || adopted.Labels[secretdata.ManagedLabel] != "true" || adopted.Annotations[secretdata.CreatedByAnnotation] != "SecretProviderClass/takeover" {
+			t.Errorf("adopted Secret marks: labels %v annotations %v (the opt-in must be consumed)", adopted.Labels, adopted.Annotations)
+		}
+		// Adopted once: a second class cannot take it over in turn.
+		createSPC(t, c.rc, ns, "second", ssv1.SecretObject{SecretName: "db-admin", Type: "Opaque", Data: []ssv1.SecretObjectData{{ObjectName: "pw", Key: "password"}}})
+		pod2 := createPod(t, c.cs, ns, "attacker-2", ownedBy(rs))
+		n.publish(t, pod2, "second")
+		waitEvent(t, c.cs, pod2, NotOwnedReason, `"db-admin"`, "SecretProviderClass/takeover")
+		if got, err := c.cs.CoreV1().Secrets(ns).Get(t.Context(), "db-admin", metav1.GetOptions{}); err != nil || got.ResourceVersion != adopted.ResourceVersion {
+			t.Errorf("adopted Secret changed by a second class (err %v)", err)
 		}
 		delete(before, "db-admin")
 		unchanged()

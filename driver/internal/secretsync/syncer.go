@@ -448,13 +448,16 @@ func classify(err error) error {
 }
 
 // merged returns cur with want's type, data, labels and annotations and
-// every owner in owners; nothing else of cur changes.
+// every owner in owners; nothing else of cur changes, except that an
+// adoption opt-in is consumed: once adopted, the Secret is this class's and
+// no other class may take it over.
 func merged(cur, want *corev1.Secret, owners []metav1.OwnerReference) *corev1.Secret {
 	out := cur.DeepCopy()
 	out.Data = want.Data
 	out.StringData = nil
 	out.Labels = addAll(out.Labels, want.Labels)
 	out.Annotations = addAll(out.Annotations, want.Annotations)
+	delete(out.Annotations, secretdata.AllowAdoptionAnnotation)
 	for _, o := range owners {
 		if !slices.ContainsFunc(out.OwnerReferences, func(r metav1.OwnerReference) bool { return r.UID == o.UID }) {
 			out.OwnerReferences = append(out.OwnerReferences, o)

@@ -155,10 +155,13 @@ func ownedPatch(ss *syncv1.SecretSync, want *corev1.Secret) []patchOp {
 }
 
 // adoptionPatch takes over a Secret whose owner set the allow-adoption
-// annotation: ss becomes its only owner and its labels become ss's.
+// annotation: ss becomes its only owner and its labels become ss's. The
+// opt-in is consumed, so no other SecretSync or class can take the Secret
+// over from ss in turn.
 func adoptionPatch(ss *syncv1.SecretSync, want *corev1.Secret) []patchOp {
 	return []patchOp{
 		{Op: "test", Path: pointer("metadata", "annotations", secretdata.AllowAdoptionAnnotation), Value: "true"},
+		{Op: "remove", Path: pointer("metadata", "annotations", secretdata.AllowAdoptionAnnotation)},
 		{Op: "add", Path: pointer("metadata", "ownerReferences"), Value: []metav1.OwnerReference{ownerRef(ss)}},
 		{Op: "add", Path: pointer("metadata", "labels"), Value: want.Labels},
 		{Op: "add", Path: pointer("metadata", "annotations", secretdata.CreatedByAnnotation), Value: CreatedBy(ss.Name)},
