@@ -32,13 +32,15 @@ func main() {
 	flag.StringVar(&d.Connection.Address, "vault-addr", env("VAULT_ADDR", params.DefaultAddress), "default Vault address (default $VAULT_ADDR)")
 	flag.StringVar(&d.AuthMount, "vault-mount", params.DefaultAuthMount, "default mount path of the kubernetes (or jwt) auth method")
 	flag.StringVar(&d.Connection.Namespace, "vault-namespace", os.Getenv("VAULT_NAMESPACE"), "default Vault Enterprise namespace (default $VAULT_NAMESPACE)")
-	flag.StringVar(&d.Connection.TLS.CACertPath, "vault-tls-ca-cert", os.Getenv("VAULT_CACERT"), "PEM CA certificate file to trust for Vault (default $VAULT_CACERT); wins over -vault-tls-ca-directory")
-	flag.StringVar(&d.Connection.TLS.CADirectory, "vault-tls-ca-directory", os.Getenv("VAULT_CAPATH"), "directory of PEM CA certificates to trust for Vault (default $VAULT_CAPATH)")
+	var caCert, caDir, clientCert, clientKey string
+	flag.StringVar(&caCert, "vault-tls-ca-cert", os.Getenv("VAULT_CACERT"), "PEM CA certificate file to trust for Vault (default $VAULT_CACERT); wins over -vault-tls-ca-directory")
+	flag.StringVar(&caDir, "vault-tls-ca-directory", os.Getenv("VAULT_CAPATH"), "directory of PEM CA certificates to trust for Vault (default $VAULT_CAPATH)")
 	flag.StringVar(&d.Connection.TLS.ServerName, "vault-tls-server-name", os.Getenv("VAULT_TLS_SERVER_NAME"), "TLS server name for Vault (default $VAULT_TLS_SERVER_NAME)")
-	flag.StringVar(&d.Connection.TLS.ClientCertPath, "vault-tls-client-cert", os.Getenv("VAULT_CLIENT_CERT"), "PEM client certificate for mTLS to Vault (default $VAULT_CLIENT_CERT)")
-	flag.StringVar(&d.Connection.TLS.ClientKeyPath, "vault-tls-client-key", os.Getenv("VAULT_CLIENT_KEY"), "PEM client key for mTLS to Vault (default $VAULT_CLIENT_KEY)")
+	flag.StringVar(&clientCert, "vault-tls-client-cert", os.Getenv("VAULT_CLIENT_CERT"), "PEM client certificate for mTLS to Vault (default $VAULT_CLIENT_CERT)")
+	flag.StringVar(&clientKey, "vault-tls-client-key", os.Getenv("VAULT_CLIENT_KEY"), "PEM client key for mTLS to Vault (default $VAULT_CLIENT_KEY)")
 	skip, _ := strconv.ParseBool(os.Getenv("VAULT_SKIP_VERIFY"))
 	flag.BoolVar(&d.Connection.TLS.SkipVerify, "vault-tls-skip-verify", skip, "do not verify Vault's certificate (default $VAULT_SKIP_VERIFY; never in production)")
+	flag.StringVar(&d.TLSFileDir, "spc-tls-dir", params.DefaultTLSFileDir, "the only directory under which a SecretProviderClass may name TLS files (vaultCACertPath, vaultCADirectory, vaultTLSClientCertPath, vaultTLSClientKeyPath); empty: none (the -vault-tls-* flags are not restricted)")
 	flag.StringVar(&d.Audience, "audience", params.DefaultAudience, "default audience of the service account token to log in with (the CSIDriver's tokenRequests must list it)")
 	flag.DurationVar(&cfg.CacheTTL, "cache-ttl", vault.DefaultCacheTTL, "how long a plain read is shared between mounts of the same identity (0: off); keep it below the rotation poll interval")
 	flag.IntVar(&cfg.TokenCacheSize, "cache-size", 1000, "Vault tokens kept, one per identity (0: log in on every mount)")
@@ -47,6 +49,10 @@ func main() {
 	flag.StringVar(&cfg.VersionKeyFile, "version-key-file", "", "file with the key (>= 16 bytes) of the hashes used as object versions (default: a random key per process)")
 	debug := flag.Bool("debug", false, "vault-csi-provider compatible: log at -v=4")
 	flag.Parse()
+	d.Connection.TLS.CACert = params.File{Name: caCert}
+	d.Connection.TLS.CADirectory = params.File{Name: caDir}
+	d.Connection.TLS.ClientCert = params.File{Name: clientCert}
+	d.Connection.TLS.ClientKey = params.File{Name: clientKey}
 	if *debug {
 		_ = flag.Set("v", "4")
 	}

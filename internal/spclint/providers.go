@@ -83,7 +83,7 @@ func checkVault(parameters map[string]string) ([]string, []Problem) {
 		problems = append(problems, Problem{Param: vaultparams.ParamVaultAddress, Warning: true,
 			Message: "is empty: the provider will use its -vault-addr"})
 	}
-	p, err := vaultparams.Parse(parameters, vaultparams.Defaults{})
+	p, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: vaultparams.DefaultTLSFileDir})
 	if err != nil {
 		return nil, append(problems, paramProblem(err, func(e *vaultparams.Error) string { return e.Param }))
 	}

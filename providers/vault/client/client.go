@@ -15,12 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sscsi/secrets-store/providers/plugin"
@@ -114,67 +115,184 @@ func sameHostRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
+// Bounds of the TLS files read for one connection.
+const (
+	maxTLSFileBytes = 1 << 20
+	maxCAFiles      = 256
+	maxCATotalBytes = 8 << 20
+)
+
 func tlsConfig(t params.TLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.SkipVerify} //nolint:gosec // vaultSkipTLSVerify is an explicit, documented opt-in as upstream has it
-	if t.CACertPath != "" || t.CADirectory != "" {
-		pool := x509.NewCertPool()
-		files := []string{}
-		if t.CACertPath != "" {
-			files = append(files, t.CACertPath)
-		} else {
-			entries, err := os.ReadDir(t.CADirectory)
-			if err != nil {
-				return nil, fmt.Errorf("%w: vaultCADirectory cannot be read: %v", plugin.ErrInvalidParameters, errors.Unwrap(err))
-			}
-			for _, e := range entries {
-				if !e.IsDir() && len(files) < 256 {
-					files = append(files, filepath.Join(t.CADirectory, e.Name()))
-				}
-			}
+	switch {
+	case !t.CACert.IsZero():
+		b, err := readTLSFile(t.CACert, maxTLSFileBytes)
+		if err != nil {
+			return nil, tlsFileError(params.ParamCACertPath, "-vault-tls-ca-cert", t.CACert, err)
 		}
-		for _, f := range files {
-			b, err := readBounded(f, 1<<20)
-			if err != nil {
-				return nil, fmt.Errorf("%w: CA certificate file %s cannot be read", plugin.ErrInvalidParameters, f)
-			}
-			if !pool.AppendCertsFromPEM(b) && t.CACertPath != "" {
-				return nil, fmt.Errorf("%w: CA certificate file %s holds no PEM certificate", plugin.ErrInvalidParameters, f)
-			}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("%w: %s: the CA certificate file %s holds no PEM certificate", plugin.ErrInvalidParameters, paramName(params.ParamCACertPath, "-vault-tls-ca-cert", t.CACert), t.CACert)
+		}
+		tc.RootCAs = pool
+	case !t.CADirectory.IsZero():
+		pool, err := readCADirectory(t.CADirectory)
+		if err != nil {
+			return nil, tlsFileError(params.ParamCADirectory, "-vault-tls-ca-directory", t.CADirectory, err)
 		}
 		tc.RootCAs = pool
 	}
-	if t.ClientCertPath != "" {
-		cert, err := readBounded(t.ClientCertPath, 1<<20)
+	if !t.ClientCert.IsZero() {
+		cert, err := readTLSFile(t.ClientCert, maxTLSFileBytes)
 		if err != nil {
-			return nil, fmt.Errorf("%w: client certificate file %s cannot be read", plugin.ErrInvalidParameters, t.ClientCertPath)
+			return nil, tlsFileError(params.ParamTLSClientCertPath, "-vault-tls-client-cert", t.ClientCert, err)
 		}
-		key, err := readBounded(t.ClientKeyPath, 1<<20)
+		key, err := readTLSFile(t.ClientKey, maxTLSFileBytes)
 		if err != nil {
-			return nil, fmt.Errorf("%w: client key file %s cannot be read", plugin.ErrInvalidParameters, t.ClientKeyPath)
+			return nil, tlsFileError(params.ParamTLSClientKeyPath, "-vault-tls-client-key", t.ClientKey, err)
 		}
+		// tls.X509KeyPair's errors say nothing of the key material, but
+		// keep to a fixed message all the same.
 		pair, err := tls.X509KeyPair(cert, key)
 		if err != nil {
-			return nil, fmt.Errorf("%w: client certificate and key files do not form a key pair", plugin.ErrInvalidParameters)
+			return nil, fmt.Errorf("%w: %s and %s: the client certificate and key files do not form a PEM key pair", plugin.ErrInvalidParameters,
+				paramName(params.ParamTLSClientCertPath, "-vault-tls-client-cert", t.ClientCert), paramName(params.ParamTLSClientKeyPath, "-vault-tls-client-key", t.ClientKey))
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}
 	return tc, nil
 }
 
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
+// paramName names where a file setting came from: the
+// SecretProviderClass parameter for a confined path, else the flag.
+func paramName(param, flag string, f params.File) string {
+	if f.Confined() {
+		return "parameter " + param
+	}
+	return "provider flag " + flag
+}
+
+// tlsFileError reports an unreadable TLS file without any of its
+// contents: the parameter (or flag), the path and the kind of failure.
+func tlsFileError(param, flag string, f params.File, err error) error {
+	why := "cannot be read"
+	switch {
+	case errors.Is(err, errNotRegular):
+		why = "is not a regular file"
+	case errors.Is(err, errTooLarge):
+		why = "is too large"
+	case errors.Is(err, fs.ErrNotExist):
+		why = "does not exist"
+	case errors.Is(err, fs.ErrPermission):
+		why = "is not readable by the provider"
+	case f.Confined() && strings.Contains(err.Error(), "path escapes from parent"):
+		why = "leads out of the allowed directory (a symlink or ..)"
+	}
+	return fmt.Errorf("%w: %s: %s %s", plugin.ErrInvalidParameters, paramName(param, flag, f), f, why)
+}
+
+var (
+	errNotRegular = errors.New("not a regular file")
+	errTooLarge   = errors.New("file too large")
+)
+
+// openTLS opens f: a confined path through an os.Root on its directory
+// (no symlink or ".." leads out of it), a trusted one as given. It opens
+// without blocking (a FIFO or device would otherwise hang the mount).
+func openTLS(f params.File) (*os.File, error) {
+	const flags = os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_NOCTTY
+	if !f.Confined() {
+		return os.OpenFile(f.Name, flags, 0)
+	}
+	root, err := os.OpenRoot(f.Dir)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	defer root.Close()
+	return root.OpenFile(f.Name, flags, 0)
+}
+
+// readTLSFile reads a regular file of at most limit bytes.
+func readTLSFile(f params.File, limit int64) ([]byte, error) {
+	fh, err := openTLS(f)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	return readRegular(fh, limit)
+}
+
+func readRegular(fh *os.File, limit int64) ([]byte, error) {
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, errNotRegular
+	}
+	if st.Size() > limit {
+		return nil, errTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(fh, limit+1))
 	if err != nil {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, errors.New("file too large")
+		return nil, errTooLarge
 	}
 	return b, nil
+}
+
+// readCADirectory reads the PEM certificates of a directory's regular
+// files (at most maxCAFiles, maxCATotalBytes in all; subdirectories and
+// other file types are skipped, as are files without a certificate).
+func readCADirectory(f params.File) (*x509.CertPool, error) {
+	var root *os.Root
+	var err error
+	if f.Confined() {
+		var parent *os.Root
+		if parent, err = os.OpenRoot(f.Dir); err != nil {
+			return nil, err
+		}
+		defer parent.Close()
+		root, err = parent.OpenRoot(f.Name)
+	} else {
+		root, err = os.OpenRoot(f.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	d, err := root.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	entries, err := d.ReadDir(maxCAFiles)
+	d.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	var total int64
+	for _, e := range entries {
+		if !e.Type().IsRegular() && e.Type()&fs.ModeSymlink == 0 {
+			continue
+		}
+		fh, err := root.OpenFile(e.Name(), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+		if err != nil {
+			continue // a symlink out of the directory or a vanished file
+		}
+		b, err := readRegular(fh, maxTLSFileBytes)
+		fh.Close()
+		if err != nil {
+			continue // not a regular file, or larger than a CA file can be
+		}
+		if total += int64(len(b)); total > maxCATotalBytes {
+			return nil, errTooLarge
+		}
+		pool.AppendCertsFromPEM(b)
+	}
+	return pool, nil
 }
 
 // Secret is a Vault API response. Its JSON form (field order and names) is

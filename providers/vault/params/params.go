@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 
@@ -23,22 +24,26 @@ import (
 // SecretProviderClass parameter names (spec.parameters), as
 // vault-csi-provider spells them.
 const (
-	ParamRoleName             = "roleName"
-	ParamVaultAddress         = "vaultAddress"
-	ParamVaultNamespace       = "vaultNamespace"
-	ParamKubernetesMountPath  = "vaultKubernetesMountPath"
-	ParamAuthMountPath        = "vaultAuthMountPath"
-	ParamAudience             = "audience"
-	ParamCACertPath           = "vaultCACertPath"
-	ParamCADirectory          = "vaultCADirectory"
-	ParamTLSServerName        = "vaultTLSServerName"
-	ParamTLSClientCertPath    = "vaultTLSClientCertPath"
-	ParamTLSClientKeyPath     = "vaultTLSClientKeyPath"
-	ParamSkipTLSVerify        = "vaultSkipTLSVerify"
-	ParamObjects              = "objects"
-	DefaultAuthMount          = "kubernetes"
-	DefaultAudience           = "vault"
-	DefaultAddress            = "https://127.0.0.1:8200"
+	ParamRoleName            = "roleName"
+	ParamVaultAddress        = "vaultAddress"
+	ParamVaultNamespace      = "vaultNamespace"
+	ParamKubernetesMountPath = "vaultKubernetesMountPath"
+	ParamAuthMountPath       = "vaultAuthMountPath"
+	ParamAudience            = "audience"
+	ParamCACertPath          = "vaultCACertPath"
+	ParamCADirectory         = "vaultCADirectory"
+	ParamTLSServerName       = "vaultTLSServerName"
+	ParamTLSClientCertPath   = "vaultTLSClientCertPath"
+	ParamTLSClientKeyPath    = "vaultTLSClientKeyPath"
+	ParamSkipTLSVerify       = "vaultSkipTLSVerify"
+	ParamObjects             = "objects"
+	DefaultAuthMount         = "kubernetes"
+	DefaultAudience          = "vault"
+	DefaultAddress           = "https://127.0.0.1:8200"
+	// DefaultTLSFileDir is the default of provider flag -spc-tls-dir: the
+	// directory where vault-csi-provider's documentation mounts Vault's
+	// TLS files, so that its SecretProviderClasses keep working.
+	DefaultTLSFileDir         = "/vault/tls"
 	versionQuery              = "version"
 	maxNameLength             = 512
 	maxSecretPathLength       = 1024
@@ -134,15 +139,39 @@ func (r Request) Pinned() bool {
 // create something (a certificate, a token) on every call.
 func (r Request) Write() bool { return r.Method != defaultMethod }
 
-// TLS is the TLS configuration for talking to Vault. Paths are on the
-// provider's file system.
+// File is a file (or directory) on the provider's file system that the
+// provider reads for TLS. A path from a provider flag is trusted (Dir
+// empty, Name as the operator gave it). A path from a SecretProviderClass
+// is confined: Dir is the operator's allow-listed directory and Name is
+// relative to it, clean and without "..", to be opened through an
+// os.Root on Dir so that no symlink leads out of it.
+type File struct {
+	Dir  string
+	Name string
+}
+
+// IsZero reports an unset file.
+func (f File) IsZero() bool { return f.Name == "" }
+
+// Confined reports whether the path came from a SecretProviderClass.
+func (f File) Confined() bool { return f.Dir != "" }
+
+// String is the path for messages (a path, never file contents).
+func (f File) String() string {
+	if f.Dir == "" {
+		return f.Name
+	}
+	return path.Join(f.Dir, f.Name)
+}
+
+// TLS is the TLS configuration for talking to Vault.
 type TLS struct {
-	CACertPath     string
-	CADirectory    string
-	ServerName     string
-	ClientCertPath string
-	ClientKeyPath  string
-	SkipVerify     bool
+	CACert      File
+	CADirectory File
+	ServerName  string
+	ClientCert  File
+	ClientKey   File
+	SkipVerify  bool
 }
 
 // Connection is where and as whom to log in. Equal Connections share a
@@ -160,6 +189,11 @@ type Defaults struct {
 	Connection Connection
 	AuthMount  string
 	Audience   string
+	// TLSFileDir is the only directory under which a SecretProviderClass
+	// may name TLS files (vaultCACertPath, vaultCADirectory,
+	// vaultTLSClientCertPath, vaultTLSClientKeyPath); empty: it may name
+	// none. Paths from provider flags are not restricted.
+	TLSFileDir string
 }
 
 // Params is the validated form of one mount's parameters.
@@ -264,7 +298,7 @@ func Parse(attrs map[string]string, def Defaults) (*Params, error) {
 	if len(p.Audience) > maxAudienceLength {
 		return nil, invalid("parameter %s is longer than %d bytes", ParamAudience, maxAudienceLength)
 	}
-	if err := parseTLS(attrs, &p.Connection.TLS); err != nil {
+	if err := parseTLS(attrs, def.TLSFileDir, &p.Connection.TLS); err != nil {
 		return nil, err
 	}
 	objs, err := ParseObjects(attrs[ParamObjects])
@@ -311,13 +345,13 @@ func checkMountLike(param, v string, maxLen int, emptyOK bool) error {
 	return nil
 }
 
-func parseTLS(attrs map[string]string, t *TLS) error {
+func parseTLS(attrs map[string]string, dir string, t *TLS) error {
 	for _, f := range []struct {
 		param string
-		dst   *string
+		dst   *File
 	}{
-		{ParamCACertPath, &t.CACertPath}, {ParamCADirectory, &t.CADirectory}, {ParamTLSServerName, &t.ServerName},
-		{ParamTLSClientCertPath, &t.ClientCertPath}, {ParamTLSClientKeyPath, &t.ClientKeyPath},
+		{ParamCACertPath, &t.CACert}, {ParamCADirectory, &t.CADirectory},
+		{ParamTLSClientCertPath, &t.ClientCert}, {ParamTLSClientKeyPath, &t.ClientKey},
 	} {
 		v := strings.TrimSpace(attrs[f.param])
 		if v == "" {
@@ -326,9 +360,19 @@ func parseTLS(attrs map[string]string, t *TLS) error {
 		if len(v) > maxFilesystemPathLength || strings.ContainsAny(v, "\x00\n\r") {
 			return invalid("parameter %s is longer than %d bytes or has control characters", f.param, maxFilesystemPathLength)
 		}
-		*f.dst = v
+		file, err := confine(f.param, v, dir)
+		if err != nil {
+			return err
+		}
+		*f.dst = file
 	}
-	if (t.ClientCertPath == "") != (t.ClientKeyPath == "") {
+	if v := strings.TrimSpace(attrs[ParamTLSServerName]); v != "" {
+		if len(v) > maxFilesystemPathLength || strings.ContainsAny(v, "\x00\n\r") {
+			return invalid("parameter %s is longer than %d bytes or has control characters", ParamTLSServerName, maxFilesystemPathLength)
+		}
+		t.ServerName = v
+	}
+	if t.ClientCert.IsZero() != t.ClientKey.IsZero() {
 		return invalid("parameters %s and %s must be set together", ParamTLSClientCertPath, ParamTLSClientKeyPath)
 	}
 	if v := strings.TrimSpace(attrs[ParamSkipTLSVerify]); v != "" {
@@ -339,6 +383,30 @@ func parseTLS(attrs map[string]string, t *TLS) error {
 		t.SkipVerify = b
 	}
 	return nil
+}
+
+// confine checks a TLS file path from a SecretProviderClass: it must be
+// an absolute path inside dir, the directory the operator allow-listed
+// (provider flag -spc-tls-dir). The result is relative to dir, for an
+// os.Root on it. The message names the parameter and the allowed
+// directory, not the path.
+func confine(param, v, dir string) (File, error) {
+	if dir == "" {
+		return File{}, invalid("parameter %s names a file, but this provider reads no TLS file a SecretProviderClass names (its -spc-tls-dir is empty); ask the operator to set the provider's TLS flags or allow a directory", param)
+	}
+	if !path.IsAbs(v) {
+		return File{}, invalid("parameter %s is not an absolute path; TLS files must be under %s (provider flag -spc-tls-dir)", param, dir)
+	}
+	dir = path.Clean(dir)
+	clean := path.Clean(v)
+	if clean == dir {
+		return File{Dir: dir, Name: "."}, nil
+	}
+	rel, ok := strings.CutPrefix(clean, strings.TrimSuffix(dir, "/")+"/")
+	if !ok || rel == "" || rel == ".." || strings.HasPrefix(rel, "../") {
+		return File{}, invalid("parameter %s is outside %s, the only directory the provider reads SecretProviderClass TLS files from (provider flag -spc-tls-dir)", param, dir)
+	}
+	return File{Dir: dir, Name: rel}, nil
 }
 
 // ParseObjects decodes and validates the objects parameter.

@@ -211,3 +211,51 @@ func TestErrorParam(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSPathsFromSPCConfinedToAllowedDirectory(t *testing.T) {
+	def := Defaults{TLSFileDir: "/vault/tls", Connection: Connection{TLS: TLS{CACert: File{Name: "/etc/operator/ca.pem"}}}}
+	base := func(kv ...string) map[string]string {
+		a := map[string]string{ParamRoleName: "r", ParamObjects: "- {objectName: a, secretPath: a}"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			a[kv[i]] = kv[i+1]
+		}
+		return a
+	}
+	// Operator flags are not restricted and stay when the SPC sets none.
+	p, err := Parse(base(), def)
+	if err != nil || p.Connection.TLS.CACert != (File{Name: "/etc/operator/ca.pem"}) || p.Connection.TLS.CACert.Confined() {
+		t.Fatalf("operator CA: %+v, %v", p, err)
+	}
+	p, err = Parse(base(ParamCACertPath, "/vault/tls/ca.crt", ParamTLSClientCertPath, "/vault/tls/./c/../tls.crt", ParamTLSClientKeyPath, "/vault/tls/tls.key", ParamCADirectory, "/vault/tls/"), def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := p.Connection.TLS
+	if tl.CACert != (File{Dir: "/vault/tls", Name: "ca.crt"}) || tl.ClientCert != (File{Dir: "/vault/tls", Name: "tls.crt"}) ||
+		tl.ClientKey != (File{Dir: "/vault/tls", Name: "tls.key"}) || tl.CADirectory != (File{Dir: "/vault/tls", Name: "."}) {
+		t.Errorf("confined files = %+v", tl)
+	}
+	for name, c := range map[string]struct {
+		attrs map[string]string
+		def   Defaults
+		param string
+	}{
+		"outside":           {base(ParamCACertPath, "/etc/kubernetes/pki/SECRETPATH.key"), def, ParamCACertPath},
+		"dotdot":            {base(ParamCADirectory, "/vault/tls/../../etc/SECRETPATH"), def, ParamCADirectory},
+		"prefix not dir":    {base(ParamCACertPath, "/vault/tlsSECRETPATH/ca.crt"), def, ParamCACertPath},
+		"relative":          {base(ParamCACertPath, "SECRETPATH/ca.crt"), def, ParamCACertPath},
+		"client key":        {base(ParamTLSClientCertPath, "/vault/tls/c", ParamTLSClientKeyPath, "/var/lib/kubelet/pki/SECRETPATH.key"), def, ParamTLSClientKeyPath},
+		"none allowed":      {base(ParamCACertPath, "/vault/tls/SECRETPATH"), Defaults{}, ParamCACertPath},
+		"operator dir only": {base(ParamCADirectory, "/etc/operator/SECRETPATH"), def, ParamCADirectory},
+	} {
+		_, err := Parse(c.attrs, c.def)
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Param != c.param {
+			t.Errorf("%s: err = %v, want an *Error for %s", name, err, c.param)
+			continue
+		}
+		if strings.Contains(err.Error(), "SECRETPATH") {
+			t.Errorf("%s: error quotes the path: %v", name, err)
+		}
+	}
+}
