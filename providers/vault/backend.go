@@ -212,12 +212,17 @@ func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 	// One call per distinct request: objects that name the same path,
 	// method and arguments share its answer.
 	var reqs []params.Request
+	var users [][]string // objectNames per request, for errors
 	byKey := map[string]int{}
 	for _, o := range p.Objects {
-		if _, ok := byKey[o.Request.Key()]; !ok {
-			byKey[o.Request.Key()] = len(reqs)
+		i, ok := byKey[o.Request.Key()]
+		if !ok {
+			i = len(reqs)
+			byKey[o.Request.Key()] = i
 			reqs = append(reqs, o.Request)
+			users = append(users, nil)
 		}
+		users[i] = append(users[i], o.Name)
 	}
 	answers := make([]*client.Secret, len(reqs))
 	g, gctx := errgroup.WithContext(ctx)
@@ -226,7 +231,7 @@ func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 		g.Go(func() error {
 			s, err := m.fetch(gctx, r)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s (secretPath): %w", objectList(users[i]), err)
 			}
 			answers[i] = s
 			return nil
@@ -452,6 +457,17 @@ func (l *loginVault) RenewSelf(ctx context.Context, token string, increment time
 		return auth.Token{}, errors.New("renewal answered with another token")
 	}
 	return auth.Token{Value: token, Renewable: a.Renewable, TTL: a.TTL(), Obtained: l.clock.Now()}, nil
+}
+
+// objectList names the objects of a failed request in an error.
+func objectList(names []string) string {
+	if len(names) == 1 {
+		return fmt.Sprintf("object %q", names[0])
+	}
+	if len(names) > 3 {
+		return fmt.Sprintf("objects %q and %d more", names[:3], len(names)-3)
+	}
+	return fmt.Sprintf("objects %q", names)
 }
 
 // sanitize keeps label values bounded.
