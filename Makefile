@@ -71,10 +71,10 @@ bench-aws-calls: ## count AWS API calls for the reference workload
 bench-vault-calls: ## count Vault calls for the reference workload (real Vault; ARGS="-kv-secrets=4")
 	test/bench/vaultcalls/run.sh $(ARGS)
 
-test-vault: ## provider-vault against a real Vault + kube-apiserver + PostgreSQL (not yet in make test: see issue 11 note)
+test-vault: ## provider-vault against a real Vault + kube-apiserver + PostgreSQL (also part of make test's integration pass)
 	test/vault/build.sh
 	test/cluster/build.sh
-	$(GO) test -tags vault -count=1 -timeout 20m ./providers/vault/
+	$(GO) test -tags integration -count=1 -timeout 20m ./providers/vault/
 
 vault-server: ## build (or reuse the cached) Vault test server and install PostgreSQL 15
 	test/vault/build.sh

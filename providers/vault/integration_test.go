@@ -1,4 +1,4 @@
-//go:build vault
+//go:build integration
 
 package vault_test
 
