@@ -130,39 +130,55 @@ func restFor(base *rest.Config, gv schema.GroupVersion, s *runtime.Scheme) (*res
 	return rest.RESTClientFor(rc)
 }
 
-// Run runs the controller until ctx ends or leadership is lost.
-func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
+// clients are the API and provider clients of one controller.
+type clients struct {
+	core    kubernetes.Interface
+	ssREST  rest.Interface
+	spcREST rest.Interface
+	plugins *pluginclient.Client
+	scheme  *runtime.Scheme
+}
+
+// newClients connects to the API server (cfg.RESTConfig or the kubeconfig,
+// through kubeapi.Load) and to the provider socket directories.
+func newClients(cfg Config) (*clients, error) {
 	rc := cfg.RESTConfig
 	if rc == nil {
 		var err error
 		if rc, err = kubeapi.Load(cfg.Kubeconfig); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	rc = rest.CopyConfig(rc)
 	rc.QPS, rc.Burst = cfg.QPS, cfg.Burst
 	rc.UserAgent = "secrets-store-sync-controller"
-	core, err := kubernetes.NewForConfig(rc)
+	cl := &clients{scheme: Scheme()}
+	var err error
+	if cl.core, err = kubernetes.NewForConfig(rc); err != nil {
+		return nil, err
+	}
+	if cl.ssREST, err = restFor(rc, syncv1.SchemeGroupVersion, cl.scheme); err != nil {
+		return nil, err
+	}
+	if cl.spcREST, err = restFor(rc, ssv1.SchemeGroupVersion, cl.scheme); err != nil {
+		return nil, err
+	}
+	if cl.plugins, err = pluginclient.New(pluginclient.Config{Dirs: cfg.ProviderDirs, MaxRecvMsgSize: cfg.MaxCallRecvMsg}); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// Run runs the controller until ctx ends or leadership is lost.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cl, err := newClients(cfg)
 	if err != nil {
 		return err
 	}
-	scheme := Scheme()
-	ssREST, err := restFor(rc, syncv1.SchemeGroupVersion, scheme)
-	if err != nil {
-		return err
-	}
-	spcREST, err := restFor(rc, ssv1.SchemeGroupVersion, scheme)
-	if err != nil {
-		return err
-	}
-	plugins, err := pluginclient.New(pluginclient.Config{Dirs: cfg.ProviderDirs, MaxRecvMsgSize: cfg.MaxCallRecvMsg})
-	if err != nil {
-		return err
-	}
-	defer plugins.Close()
+	defer cl.plugins.Close()
 
 	mx := metrics.New()
 	c := &controller{cfg: cfg, ready: make(chan struct{})}
@@ -173,24 +189,9 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if cfg.ServingAddress != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", mx.Handler())
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-			if err := electionHealth.Check(r); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			_, _ = w.Write([]byte("ok"))
-		})
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if err := c.readyErr(); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			_, _ = w.Write([]byte("ok"))
-		})
+		handler := c.handler(mx, electionHealth)
 		wg.Go(func() {
-			if err := serve.HTTP(ctx, cfg.ServingAddress, mux); err != nil {
+			if err := serve.HTTP(ctx, cfg.ServingAddress, handler); err != nil {
 				klog.ErrorS(err, "health and metrics server stopped")
 				cancel()
 			}
@@ -198,17 +199,44 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: core.CoreV1().Events("")})
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cl.core.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "secrets-store-sync-controller"})
+	recorder := broadcaster.NewRecorder(cl.scheme, corev1.EventSource{Component: "secrets-store-sync-controller"})
 
-	lead := func(ctx context.Context) {
-		c.run(ctx, core, ssREST, spcREST, plugins, recorder, mx)
-	}
+	lead := func(ctx context.Context) { c.run(ctx, cl, recorder, mx) }
 	if !cfg.LeaderElect {
 		lead(ctx)
 		return nil
 	}
+	return runElected(ctx, cfg, cl.core, recorder, electionHealth, lead)
+}
+
+// handler serves /metrics, /healthz (the leader election watchdog) and
+// /readyz.
+func (c *controller) handler(mx *metrics.Recorder, electionHealth *leaderelection.HealthzAdaptor) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", mx.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := electionHealth.Check(r); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := c.readyErr(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	return mux
+}
+
+// runElected runs lead while this replica holds the Lease; it returns an
+// error when leadership is lost before ctx ends.
+func runElected(ctx context.Context, cfg Config, core kubernetes.Interface, recorder record.EventRecorder,
+	electionHealth *leaderelection.HealthzAdaptor, lead func(context.Context)) error {
 	id, _ := os.Hostname()
 	id += "_" + string(uuid.NewUUID())
 	lostLead := make(chan struct{})
@@ -267,36 +295,45 @@ func (c *controller) readyErr() error {
 
 const spcIndex = "spc"
 
-func (c *controller) run(ctx context.Context, core kubernetes.Interface, ssREST, spcREST rest.Interface, plugins *pluginclient.Client, recorder record.EventRecorder, mx *metrics.Recorder) {
-	ssInf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(ssREST, "secretsyncs", metav1.NamespaceAll, fields.Everything()),
-		&syncv1.SecretSync{}, 0, cache.Indexers{
-			cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
-			spcIndex: func(obj any) ([]string, error) {
-				ss, ok := obj.(*syncv1.SecretSync)
-				if !ok {
-					return nil, nil
-				}
-				return []string{ss.Namespace + "/" + ss.Spec.SecretProviderClassName}, nil
-			},
-		})
-	spcInf := cache.NewSharedIndexInformer(cache.NewListWatchFromClient(spcREST, "secretproviderclasses", metav1.NamespaceAll, fields.Everything()),
-		&ssv1.SecretProviderClass{}, 0, cache.Indexers{})
-	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "secretsync"})
-	defer queue.ShutDown()
-	c.next = map[string]time.Time{}
+// informers watches SecretSyncs (indexed by their SecretProviderClass) and
+// SecretProviderClasses.
+type informers struct {
+	ss, spc cache.SharedIndexInformer
+}
 
+func newInformers(cl *clients) informers {
+	return informers{
+		ss: cache.NewSharedIndexInformer(cache.NewListWatchFromClient(cl.ssREST, "secretsyncs", metav1.NamespaceAll, fields.Everything()),
+			&syncv1.SecretSync{}, 0, cache.Indexers{
+				cache.NamespaceIndex: cache.MetaNamespaceIndexFunc,
+				spcIndex: func(obj any) ([]string, error) {
+					ss, ok := obj.(*syncv1.SecretSync)
+					if !ok {
+						return nil, nil
+					}
+					return []string{ss.Namespace + "/" + ss.Spec.SecretProviderClassName}, nil
+				},
+			}),
+		spc: cache.NewSharedIndexInformer(cache.NewListWatchFromClient(cl.spcREST, "secretproviderclasses", metav1.NamespaceAll, fields.Everything()),
+			&ssv1.SecretProviderClass{}, 0, cache.Indexers{}),
+	}
+}
+
+// watch queues a SecretSync when it is created, when its spec changes
+// (forceSynchronization included; not on our status writes) and when its
+// SecretProviderClass's spec changes; a deleted SecretSync leaves the
+// refresh schedule.
+func (c *controller) watch(inf informers, queue workqueue.TypedRateLimitingInterface[string]) {
 	enqueue := func(obj any) {
 		if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			queue.Add(k)
 		}
 	}
-	_, _ = ssInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = inf.ss.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: enqueue,
 		UpdateFunc: func(oldObj, newObj any) {
 			o, n := oldObj.(*syncv1.SecretSync), newObj.(*syncv1.SecretSync)
-			if o.Generation != n.Generation { // spec changes, forceSynchronization included; not our status writes
+			if o.Generation != n.Generation {
 				k, _ := cache.MetaNamespaceKeyFunc(n)
 				queue.Forget(k)
 				queue.Add(k)
@@ -320,12 +357,12 @@ func (c *controller) run(ctx context.Context, core kubernetes.Interface, ssREST,
 		if !ok {
 			return
 		}
-		objs, _ := ssInf.GetIndexer().ByIndex(spcIndex, spc.Namespace+"/"+spc.Name)
+		objs, _ := inf.ss.GetIndexer().ByIndex(spcIndex, spc.Namespace+"/"+spc.Name)
 		for _, o := range objs {
 			enqueue(o)
 		}
 	}
-	_, _ = spcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = inf.spc.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: spcChanged,
 		UpdateFunc: func(oldObj, newObj any) {
 			if oldObj.(*ssv1.SecretProviderClass).Generation != newObj.(*ssv1.SecretProviderClass).Generation {
@@ -334,9 +371,21 @@ func (c *controller) run(ctx context.Context, core kubernetes.Interface, ssREST,
 		},
 		DeleteFunc: spcChanged,
 	})
+}
+
+// run is the leader's loop: informers, workers and the refresh schedule,
+// until ctx ends.
+func (c *controller) run(ctx context.Context, cl *clients, recorder record.EventRecorder, mx *metrics.Recorder) {
+	inf := newInformers(cl)
+	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](time.Second, 5*time.Minute),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "secretsync"})
+	defer queue.ShutDown()
+	c.next = map[string]time.Time{}
+	c.watch(inf, queue)
 
 	rec, err := reconcile.New(reconcile.Config{
-		Core: core, SecretSyncs: ssREST, SPCs: spcGetter{spcInf.GetIndexer()}, Provider: plugins,
+		Core: cl.core, SecretSyncs: cl.ssREST, SPCs: spcGetter{inf.spc.GetIndexer()}, Provider: cl.plugins,
 		Events: recorder, Metrics: mx, Audiences: c.cfg.TokenRequestAudiences,
 	})
 	if err != nil {
@@ -344,9 +393,9 @@ func (c *controller) run(ctx context.Context, core kubernetes.Interface, ssREST,
 		return
 	}
 
-	go ssInf.Run(ctx.Done())
-	go spcInf.Run(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), ssInf.HasSynced, spcInf.HasSynced) {
+	go inf.ss.Run(ctx.Done())
+	go inf.spc.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.ss.HasSynced, inf.spc.HasSynced) {
 		return
 	}
 	close(c.ready)
@@ -355,7 +404,7 @@ func (c *controller) run(ctx context.Context, core kubernetes.Interface, ssREST,
 	var wg sync.WaitGroup
 	for range c.cfg.Workers {
 		wg.Go(func() {
-			for c.work(ctx, queue, ssInf.GetIndexer(), rec) {
+			for c.work(ctx, queue, inf.ss.GetIndexer(), rec) {
 			}
 		})
 	}

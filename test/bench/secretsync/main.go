@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -180,20 +179,43 @@ type counter struct {
 	on   atomic.Bool
 }
 
-var resourceRE = regexp.MustCompile(`/(secrets|secretsyncs|serviceaccounts|events|leases|secretproviderclasses)(/[^/?]+)?(/(token|status))?`)
-
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	if c.on.Load() && r.URL.Query().Get("watch") != "true" {
-		m := resourceRE.FindStringSubmatch(r.URL.Path)
-		key := r.Method + " " + r.URL.Path
-		if m != nil {
-			key = r.Method + " " + m[1] + m[3]
-		}
+		key := r.Method + " " + resourceOf(r.URL.Path)
 		c.mu.Lock()
 		c.n[key]++
 		c.mu.Unlock()
 	}
 	return c.next.RoundTrip(r)
+}
+
+// resourceOf names the resource (and subresource) of an API path, whole
+// path segments only: /api/v1/namespaces/ns/secrets/x -> "secrets",
+// /apis/secret-sync.x-k8s.io/v1alpha1/namespaces/ns/secretsyncs/x/status ->
+// "secretsyncs/status". (A prefix match once counted secretsyncs as
+// secrets.) Other paths come back whole.
+func resourceOf(path string) string {
+	seg := strings.Split(strings.Trim(path, "/"), "/")
+	var rest []string
+	switch {
+	case len(seg) >= 3 && seg[0] == "api":
+		rest = seg[2:]
+	case len(seg) >= 4 && seg[0] == "apis":
+		rest = seg[3:]
+	default:
+		return path
+	}
+	if len(rest) >= 2 && rest[0] == "namespaces" && len(rest) > 2 {
+		rest = rest[2:]
+	}
+	switch len(rest) {
+	case 0:
+		return path
+	case 1, 2:
+		return rest[0]
+	default:
+		return rest[0] + "/" + rest[2]
+	}
 }
 
 func measureCalls(ctx context.Context, rc *rest.Config, pdir string, backend *fake.Backend, n int) error {
