@@ -187,6 +187,24 @@ func TestTokenReusedPerIdentityAndNeverShared(t *testing.T) {
 	if got := e.mount(request("ns", "b2", "sa-b", spc("b", "- {objectName: v, secretPath: secret/data/b, secretKey: v}")))["v"]; got != "value-b" {
 		t.Errorf("b got %q", got)
 	}
+	// The same service account and role in two Vault namespaces: a login
+	// and a token in each (the fake, like Vault Enterprise, knows a token
+	// only in the namespace it logged in to; Vault Community Edition, used
+	// by the integration tests, has no namespaces).
+	before := e.vault.count("login")
+	for _, vns := range []string{"team-a", "team-b", "team-a", "team-b"} {
+		attrs := spc("a", "- {objectName: v, secretPath: secret/data/a, secretKey: v}")
+		attrs[params.ParamVaultNamespace] = vns
+		if got := e.mount(request("ns", "a9", "sa-a", attrs))["v"]; got != "value-a" {
+			t.Errorf("Vault namespace %s: got %q", vns, got)
+		}
+	}
+	if n := e.vault.count("login") - before; n != 2 {
+		t.Errorf("logins for one identity in two Vault namespaces = %d, want 2", n)
+	}
+	if n := e.vault.count("denied"); n != 0 {
+		t.Errorf("%d requests carried a token of another Vault namespace", n)
+	}
 }
 
 func TestFailsClosedWithoutIdentity(t *testing.T) {

@@ -43,7 +43,10 @@ type fakeVault struct {
 }
 
 type fakeToken struct {
-	role    string
+	role string
+	// namespace is the X-Vault-Namespace of the login: as in Vault
+	// Enterprise, the token is unknown in any other namespace.
+	namespace string
 	expires time.Time
 	revoked bool
 }
@@ -137,12 +140,12 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		f.seq++
 		tok := fmt.Sprintf("hvs.fake-%d", f.seq)
-		f.tokens[tok] = fakeToken{role: in.Role, expires: now.Add(f.tokenTTL)}
+		f.tokens[tok] = fakeToken{role: in.Role, namespace: r.Header.Get("X-Vault-Namespace"), expires: now.Add(f.tokenTTL)}
 		writeJSON(w, 200, map[string]any{"auth": map[string]any{"client_token": tok, "lease_duration": int(f.tokenTTL.Seconds()), "renewable": true}})
 		return
 	}
 	tok, ok := f.tokens[r.Header.Get("X-Vault-Token")]
-	if !ok || tok.revoked || !now.Before(tok.expires) {
+	if !ok || tok.revoked || !now.Before(tok.expires) || tok.namespace != r.Header.Get("X-Vault-Namespace") {
 		f.calls["denied"]++
 		vaultErr(w, 403, "permission denied")
 		return
