@@ -940,6 +940,7 @@ func TestProviderVault(t *testing.T) {
 	r, err := render(t, set("providers.vault.enabled", true, "providers.vault.address", "https://vault.example:8200",
 		"providers.vault.authMount", "k8s-prod", "providers.vault.caCert", map[string]any{"secretName": "vault-ca", "key": "ca.crt"},
 		"providers.vault.versionKey", map[string]any{"secretName": "vkey", "key": "key"},
+		"providers.vault.spcTLSFiles", map[string]any{"secretName": "vault-tls"},
 		"linux.providersDir", "/run/sscsi-providers"), kubeVersion)
 	if err != nil {
 		t.Fatal(err)
@@ -956,6 +957,18 @@ func TestProviderVault(t *testing.T) {
 	wantFlag(t, c.Args, "--audience", "vault")
 	wantFlag(t, c.Args, "--vault-tls-ca-cert", "/etc/provider-vault/ca/ca.crt")
 	wantFlag(t, c.Args, "--version-key-file", "/etc/provider-vault/version-key/key")
+	wantFlag(t, c.Args, "--spc-tls-dir", "/vault/tls")
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		for _, v := range spec.Volumes {
+			if v.Name == m.Name && m.MountPath == "/vault/tls" && m.ReadOnly && v.Secret != nil && v.Secret.SecretName == "vault-tls" {
+				mounted = true
+			}
+		}
+	}
+	if !mounted {
+		t.Error("providers.vault.spcTLSFiles is not mounted read-only at spcTLSDir")
+	}
 	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
 		t.Error("provider-vault mounts a service account token; it needs none")
 	}
