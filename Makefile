@@ -65,8 +65,9 @@ bench: ## publish benchmarks through the CSI socket
 bench-inodes: ## kernel memory of worst-case accepted volumes (root; real tmpfs)
 	$(GO) run ./test/bench/inodes -volumes $(or $(VOLUMES),50)
 
-bench-aws-calls: ## count AWS API calls for the reference workload
-	$(GO) run ./test/bench/awscalls
+bench-aws-calls: ## count AWS API calls for the reference workloads: 100 pods of 1 service account, then across 20 accounts x 5 roles (ARGS="-credentials-cache=false")
+	$(GO) run ./test/bench/awscalls $(ARGS)
+	$(GO) run ./test/bench/awscalls -service-accounts 20 -roles 5 $(ARGS)
 
 bench-vault-calls: ## count Vault calls for the reference workload (real Vault; ARGS="-kv-secrets=4")
 	test/bench/vaultcalls/run.sh $(ARGS)

@@ -31,7 +31,10 @@ func main() {
 	flag.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
 	qps := flag.Float64("qps", 5, "Kubernetes client queries per second")
 	flag.IntVar(&cfg.Burst, "burst", 10, "Kubernetes client burst")
-	flag.DurationVar(&cfg.CacheTTL, "cache-ttl", aws.DefaultCacheTTL, "how long a fetched value is shared between mounts of the same identity (0: off); keep it below the rotation poll interval")
+	flag.DurationVar(&cfg.CacheTTL, "cache-ttl", aws.DefaultCacheTTL, "how long a fetched value is shared between mounts of the same identity (0: off, pinned versions included); keep it below the rotation poll interval")
+	flag.DurationVar(&cfg.PinnedCacheTTL, "pinned-cache-ttl", aws.DefaultPinnedCacheTTL, "the same for a pinned objectVersion, which cannot change (never less than --cache-ttl)")
+	flag.DurationVar(&cfg.RoleCacheTTL, "role-cache-ttl", aws.DefaultRoleCacheTTL, "how long a service account's eks.amazonaws.com/role-arn annotation is cached (0: off, read on every mount)")
+	flag.BoolVar(&cfg.CredentialsCache, "credentials-cache", true, "keep each identity's AWS credentials until 5 minutes before they expire (false: STS or the Pod Identity agent on every mount)")
 	flag.IntVar(&cfg.MaxAttempts, "max-attempts", 0, "AWS SDK attempts per call, retries included (0: SDK default)")
 	// Flags of the upstream AWS provider, so its DaemonSet arguments work.
 	providerVolume := flag.String("provider-volume", "", "upstream-compatible: directory for the socket (<dir>/aws.sock); overrides --endpoint")

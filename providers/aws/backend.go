@@ -64,10 +64,12 @@ type BackendConfig struct {
 	CacheTTL        time.Duration
 	PinnedCacheTTL  time.Duration
 	CacheMaxEntries int
-	// RoleCacheTTL and CredentialsMargin shape the identity caches; see
-	// auth.Config.
-	RoleCacheTTL      time.Duration
-	CredentialsMargin time.Duration
+	// RoleCacheTTL, NoRoleCache, CredentialsMargin and NoCredentialsCache
+	// shape the identity caches; see auth.Config.
+	RoleCacheTTL       time.Duration
+	NoRoleCache        bool
+	CredentialsMargin  time.Duration
+	NoCredentialsCache bool
 	// Metrics records API calls and mount durations (default: unexported).
 	Metrics *Metrics
 }
@@ -123,7 +125,8 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 	b.auth, err = auth.New(auth.Config{
 		Kube: cfg.Kube, STS: func(region string) *sts.Client { return b.clientsFor(region).sts },
 		PodIdentityEndpoint: cfg.PodIdentityEndpoint, HTTPClient: cfg.HTTPClient, Clock: cfg.Clock,
-		RoleCacheTTL: cfg.RoleCacheTTL, CredentialsMargin: cfg.CredentialsMargin, ObserveCall: cfg.Metrics.apiCall,
+		RoleCacheTTL: cfg.RoleCacheTTL, NoRoleCache: cfg.NoRoleCache, CredentialsMargin: cfg.CredentialsMargin,
+		NoCredentialsCache: cfg.NoCredentialsCache, ObserveCall: cfg.Metrics.apiCall,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("aws: %w", err)

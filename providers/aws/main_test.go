@@ -73,6 +73,8 @@ type env struct {
 
 type envOptions struct {
 	cacheTTL            time.Duration
+	noRoleCache         bool
+	noCredentialsCache  bool
 	podIdentityEndpoint string
 	maxAttempts         int
 }
@@ -100,7 +102,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	)
 	clk := clocktesting.NewFakeClock(time.Now())
 	m := aws.NewMetrics(nil)
-	b, err := aws.NewBackend(aws.BackendConfig{AWS: cfg, Kube: kube, Clock: clk, CacheTTL: o.cacheTTL, PodIdentityEndpoint: o.podIdentityEndpoint, Metrics: m})
+	b, err := aws.NewBackend(aws.BackendConfig{AWS: cfg, Kube: kube, Clock: clk, CacheTTL: o.cacheTTL, PodIdentityEndpoint: o.podIdentityEndpoint, Metrics: m,
+		NoRoleCache: o.noRoleCache, NoCredentialsCache: o.noCredentialsCache})
 	if err != nil {
 		t.Fatal(err)
 	}

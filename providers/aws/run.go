@@ -50,8 +50,17 @@ type Config struct {
 	QPS   float32
 	Burst int
 	// CacheTTL is how long a value is shared between mounts of the same
-	// identity (0 = no sharing).
-	CacheTTL time.Duration
+	// identity (0 = no sharing); a pinned version is shared for
+	// PinnedCacheTTL (0 = as long as CacheTTL).
+	CacheTTL       time.Duration
+	PinnedCacheTTL time.Duration
+	// RoleCacheTTL is how long a service account's IRSA role annotation
+	// is cached (0 = read it on every mount).
+	RoleCacheTTL time.Duration
+	// CredentialsCache keeps each identity's AWS credentials until shortly
+	// before they expire; false asks STS or the Pod Identity agent on
+	// every mount.
+	CredentialsCache bool
 	// MaxAttempts is the SDK's attempts per call, retries included.
 	MaxAttempts int
 }
@@ -75,8 +84,10 @@ func (c Config) Validate() error {
 	if c.QPS < 0 || c.Burst < 0 {
 		return errors.New("--qps and --burst must not be negative")
 	}
-	if c.CacheTTL < 0 {
-		return errors.New("--cache-ttl must not be negative")
+	for flag, d := range map[string]time.Duration{"--cache-ttl": c.CacheTTL, "--pinned-cache-ttl": c.PinnedCacheTTL, "--role-cache-ttl": c.RoleCacheTTL} {
+		if d < 0 {
+			return fmt.Errorf("%s must not be negative (0 turns that cache off)", flag)
+		}
 	}
 	if c.MaxAttempts < 0 || c.MaxAttempts > 20 {
 		return errors.New("--max-attempts must be between 0 (SDK default) and 20")
@@ -160,7 +171,8 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b, err := NewBackend(BackendConfig{
 		AWS: awsCfg, Kube: kube, DefaultRegion: cfg.Region, NodeName: cfg.NodeName, PodIdentityEndpoint: cfg.PodIdentityEndpoint,
-		CacheTTL: cfg.CacheTTL, Metrics: NewMetrics(reg),
+		CacheTTL: cfg.CacheTTL, PinnedCacheTTL: max(cfg.PinnedCacheTTL, cfg.CacheTTL), Metrics: NewMetrics(reg),
+		RoleCacheTTL: cfg.RoleCacheTTL, NoRoleCache: cfg.RoleCacheTTL == 0, NoCredentialsCache: !cfg.CredentialsCache,
 	})
 	if err != nil {
 		return err

@@ -20,6 +20,8 @@ func TestConfigValidate(t *testing.T) {
 		"bad agent":      {Config{Socket: "s", PodIdentityEndpoint: "169.254.170.23"}, "--pod-identity-endpoint"},
 		"negative qps":   {Config{Socket: "s", QPS: -1}, "--qps"},
 		"negative ttl":   {Config{Socket: "s", CacheTTL: -1}, "--cache-ttl"},
+		"negative pin":   {Config{Socket: "s", PinnedCacheTTL: -1}, "--pinned-cache-ttl"},
+		"negative role":  {Config{Socket: "s", RoleCacheTTL: -1}, "--role-cache-ttl"},
 		"too many tries": {Config{Socket: "s", MaxAttempts: 50}, "--max-attempts"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -72,9 +72,14 @@ type Config struct {
 	// RoleCacheTTL is how long a service account's role annotation is
 	// cached (default DefaultRoleCacheTTL).
 	RoleCacheTTL time.Duration
+	// NoRoleCache reads the service account on every IRSA mount.
+	NoRoleCache bool
 	// CredentialsMargin: cached credentials are renewed this long before
 	// they expire (default DefaultCredentialsMargin).
 	CredentialsMargin time.Duration
+	// NoCredentialsCache asks STS or the Pod Identity agent on every
+	// mount; concurrent mounts of one identity still share one call.
+	NoCredentialsCache bool
 	// ObserveCall records a call that is not an SDK operation (the Pod
 	// Identity agent) by api and result code; nil records nothing.
 	ObserveCall func(api, code string)
@@ -109,8 +114,8 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	return &Resolver{
 		cfg:   cfg,
-		roles: &roleCache{kube: cfg.Kube, clock: cfg.Clock, ttl: cfg.RoleCacheTTL, entries: map[string]roleEntry{}},
-		creds: &credsCache{clock: cfg.Clock, margin: cfg.CredentialsMargin, entries: map[string]aws.Credentials{}},
+		roles: &roleCache{kube: cfg.Kube, clock: cfg.Clock, ttl: cfg.RoleCacheTTL, off: cfg.NoRoleCache, entries: map[string]roleEntry{}},
+		creds: &credsCache{clock: cfg.Clock, margin: cfg.CredentialsMargin, off: cfg.NoCredentialsCache, entries: map[string]aws.Credentials{}},
 	}, nil
 }
 
@@ -170,11 +175,14 @@ func checkToken(tok plugin.Token, pod plugin.Pod, now time.Time) (string, error)
 
 // roleCache reads the IRSA role annotation of service accounts. Lifetime:
 // an entry lives ttl, so an annotation change is seen within ttl; size:
-// one entry per service account that mounted within ttl.
+// one entry per service account that mounted within ttl. With off, nothing
+// is kept: every mount reads its service account (concurrent reads of one
+// account are still shared).
 type roleCache struct {
 	kube    kubernetes.Interface
 	clock   clock.PassiveClock
 	ttl     time.Duration
+	off     bool
 	flights singleflight.Group
 
 	mu      sync.Mutex // guards entries
@@ -194,7 +202,7 @@ func (c *roleCache) role(ctx context.Context, namespace, name string) (string, e
 	now := c.clock.Now()
 	c.mu.Lock()
 	e, ok := c.entries[key]
-	if ok && now.After(e.expires) {
+	if ok && (c.off || now.After(e.expires)) {
 		delete(c.entries, key)
 		ok = false
 	}
@@ -211,6 +219,9 @@ func (c *roleCache) role(ctx context.Context, namespace, name string) (string, e
 				return nil, fmt.Errorf("%w: read service account %s: %v", plugin.ErrUnavailable, key, err)
 			}
 			r := roleEntry{role: sa.Annotations[RoleAnnotation], expires: c.clock.Now().Add(c.ttl)}
+			if c.off {
+				return r, nil
+			}
 			c.mu.Lock()
 			if len(c.entries) > maxRoleEntries {
 				c.entries = map[string]roleEntry{}
@@ -240,10 +251,13 @@ const (
 // credsCache holds temporary credentials per identity key until refresh
 // before their expiry. Lifetime: until Expires-margin; size: one entry per
 // identity that mounted within the credentials' lifetime (bounded by
-// maxCredsEntries; past it, expired entries are dropped first).
+// maxCredsEntries; past it, expired entries are dropped first). With off,
+// nothing is kept: only mounts of one identity waiting at the same moment
+// share a call.
 type credsCache struct {
 	clock   clock.PassiveClock
 	margin  time.Duration
+	off     bool
 	flights singleflight.Group
 
 	mu      sync.Mutex // guards entries
@@ -256,7 +270,7 @@ func (c *credsCache) get(ctx context.Context, key string, fetch func(context.Con
 	c.mu.Lock()
 	cr, ok := c.entries[key]
 	c.mu.Unlock()
-	if ok && c.fresh(cr) {
+	if ok && !c.off && c.fresh(cr) {
 		return cr, nil
 	}
 	ch := c.flights.DoChan(key, func() (any, error) {
@@ -267,6 +281,9 @@ func (c *credsCache) get(ctx context.Context, key string, fetch func(context.Con
 		cr, err := fetch(sctx)
 		if err != nil {
 			return nil, err
+		}
+		if c.off {
+			return cr, nil
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -85,7 +85,8 @@ type Config struct {
 	// DefaultCacheMaxEntries).
 	CacheMaxEntries int
 	// Rejected is told the key of an identity whose credentials the
-	// backend rejected, so that new ones are fetched next time.
+	// backend rejected or denied access with, so that new ones are
+	// fetched next time.
 	Rejected func(identity string)
 }
 
@@ -350,10 +351,18 @@ func (f *Fetcher) fetchRegion(ctx context.Context, id *auth.Identity, region str
 		errs = append(errs, res.errs...)
 	}
 	for _, je := range errs {
-		if errors.Is(je.err, plugin.ErrUnauthenticated) {
+		switch {
+		case errors.Is(je.err, plugin.ErrUnauthenticated):
 			// The credentials were rejected: get new ones next time.
 			f.cfg.Rejected(id.Key)
 			f.values.DeleteFunc(func(k key) bool { return k.identity == id.Key })
+		case errors.Is(je.err, plugin.ErrPermissionDenied):
+			// Access denied may be aimed at these credentials rather than
+			// the role (IAM "revoke active sessions" denies sessions
+			// issued before a time): the next mount assumes the role
+			// again instead of failing until the cached credentials
+			// expire.
+			f.cfg.Rejected(id.Key)
 		}
 	}
 	sort.SliceStable(errs, func(i, k int) bool { return errRank(errs[i].err) < errRank(errs[k].err) })

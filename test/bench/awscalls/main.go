@@ -1,9 +1,13 @@
 // Command awscalls counts the AWS API calls the AWS provider makes for a
 // reference workload, against moto_server behind a counting proxy:
-// 100 pods (one service account, distinct pods and tokens) mount one
-// SecretProviderClass with 10 Secrets Manager secrets and 10 SSM
-// parameters, then 5 rotation rounds re-mount everything with nothing
-// changed. Mounts go through the provider's gRPC server on a unix socket,
+// 100 pods (distinct pods and tokens) mount one SecretProviderClass with
+// 10 Secrets Manager secrets and 10 SSM parameters, then 5 rotation rounds
+// re-mount everything with nothing changed. The pods run under
+// -service-accounts service accounts (pod i under account i mod N), whose
+// IRSA annotations name -roles roles (account j assumes role j mod R): one
+// account flatters the caches, which are per identity; 20 accounts and 5
+// roles is the second reference workload. -credentials-cache=false and
+// -role-cache-ttl=0 turn the provider's identity caches off. Mounts go through the provider's gRPC server on a unix socket,
 // as the driver sends them (tokens in the attributes, stored versions on
 // rotation). Time is simulated: first mounts are spread over the pods'
 // start-up, each rotation round over one rotation poll interval.
@@ -49,9 +53,10 @@ import (
 )
 
 type config struct {
-	pods, rounds, secrets, params, parallel int
-	cacheTTL, rotationInterval, startSpread time.Duration
-	region                                  string
+	pods, rounds, secrets, params, parallel, serviceAccounts, roles int
+	cacheTTL, roleCacheTTL, rotationInterval, startSpread           time.Duration
+	credentialsCache                                                bool
+	region                                                          string
 }
 
 func main() {
@@ -61,11 +66,19 @@ func main() {
 	flag.IntVar(&cfg.secrets, "secrets", 10, "Secrets Manager objects")
 	flag.IntVar(&cfg.params, "params", 10, "SSM parameters")
 	flag.IntVar(&cfg.parallel, "parallel", 10, "concurrent mounts")
+	flag.IntVar(&cfg.serviceAccounts, "service-accounts", 1, "service accounts the pods are spread over")
+	flag.IntVar(&cfg.roles, "roles", 1, "IAM roles the service accounts are spread over")
 	flag.DurationVar(&cfg.cacheTTL, "cache-ttl", aws.DefaultCacheTTL, "provider --cache-ttl")
+	flag.DurationVar(&cfg.roleCacheTTL, "role-cache-ttl", aws.DefaultRoleCacheTTL, "provider --role-cache-ttl (0: off)")
+	flag.BoolVar(&cfg.credentialsCache, "credentials-cache", true, "provider --credentials-cache")
 	flag.DurationVar(&cfg.rotationInterval, "rotation-interval", 2*time.Minute, "driver --rotation-poll-interval; each round's re-mounts are spread over it")
 	flag.DurationVar(&cfg.startSpread, "start-spread", 10*time.Second, "first mounts are spread over this long")
 	flag.StringVar(&cfg.region, "region", "us-east-1", "region")
 	flag.Parse()
+	if cfg.serviceAccounts < 1 || cfg.roles < 1 || cfg.roles > cfg.serviceAccounts || cfg.pods < 1 {
+		fmt.Fprintln(os.Stderr, "awscalls: need pods >= 1 and 1 <= roles <= service-accounts")
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg); err != nil {
@@ -74,11 +87,13 @@ func main() {
 	}
 }
 
-const (
-	namespace = "bench"
-	sa        = "app"
-	role      = "arn:aws:iam::123456789012:role/bench-app"
-)
+const namespace = "bench"
+
+// serviceAccount is pod i's service account; role is account j's role.
+func (c config) serviceAccount(pod int) string { return fmt.Sprintf("app-%02d", pod%c.serviceAccounts) }
+func (c config) role(account int) string {
+	return fmt.Sprintf("arn:aws:iam::123456789012:role/bench-%d", account%c.roles)
+}
 
 func run(ctx context.Context, cfg config) error {
 	srv, err := moto.Start(ctx, nil)
@@ -100,10 +115,19 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	kube := kubefake.NewClientset(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: sa, Annotations: map[string]string{auth.RoleAnnotation: role}}})
+	kube := kubefake.NewClientset()
+	for j := range cfg.serviceAccounts {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: cfg.serviceAccount(j), Annotations: map[string]string{auth.RoleAnnotation: cfg.role(j)}}}
+		if _, err := kube.CoreV1().ServiceAccounts(namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
 	clk := clocktesting.NewFakeClock(time.Now())
 	metrics := aws.NewMetrics(nil)
-	backend, err := aws.NewBackend(aws.BackendConfig{AWS: awsCfg, Kube: kube, Clock: clk, CacheTTL: cfg.cacheTTL, Metrics: metrics})
+	backend, err := aws.NewBackend(aws.BackendConfig{
+		AWS: awsCfg, Kube: kube, Clock: clk, CacheTTL: cfg.cacheTTL, Metrics: metrics,
+		RoleCacheTTL: cfg.roleCacheTTL, NoRoleCache: cfg.roleCacheTTL == 0, NoCredentialsCache: !cfg.credentialsCache,
+	})
 	if err != nil {
 		return err
 	}
@@ -132,7 +156,7 @@ func run(ctx context.Context, cfg config) error {
 				if rotation {
 					cur = versions[i]
 				}
-				resp, err := mount(ctx, client, spc, i, cur)
+				resp, err := mount(ctx, client, spc, i, cfg.serviceAccount(i), cur)
 				if err == nil {
 					err = check(resp, want)
 				}
@@ -152,8 +176,8 @@ func run(ctx context.Context, cfg config) error {
 		fmt.Printf("%s: %d calls\n%s", name, proxy.Total(), faultproxy.Summary(proxy.Counts()))
 		return nil
 	}
-	fmt.Printf("workload: %d pods (service account %s/%s), %d secrets + %d parameters, %d rotation rounds every %s; provider cache-ttl %s\n",
-		cfg.pods, namespace, sa, cfg.secrets, cfg.params, cfg.rounds, cfg.rotationInterval, cfg.cacheTTL)
+	fmt.Printf("workload: %d pods across %d service accounts and %d roles, %d secrets + %d parameters, %d rotation rounds every %s; provider cache-ttl %s, role-cache-ttl %s, credentials-cache %t\n",
+		cfg.pods, cfg.serviceAccounts, cfg.roles, cfg.secrets, cfg.params, cfg.rounds, cfg.rotationInterval, cfg.cacheTTL, cfg.roleCacheTTL, cfg.credentialsCache)
 	total := 0
 	all := map[string]int{}
 	add := func() {
@@ -175,6 +199,7 @@ func run(ctx context.Context, cfg config) error {
 	upstream := cfg.pods * (1 + cfg.secrets + (cfg.params+9)/10) * (1 + cfg.rounds)
 	fmt.Printf("all phases:\n%s", faultproxy.Summary(all))
 	fmt.Printf("upstream for this workload: %d calls; ratio %.0fx fewer\n", upstream, float64(upstream)/float64(max(total, 1)))
+	fmt.Printf("service account reads: %d\n", serviceAccountReads(kube))
 	fmt.Printf("total calls: %d\n", total)
 	return nil
 }
@@ -242,9 +267,21 @@ func serve(ctx context.Context, b plugin.Backend) (v1alpha1.CSIDriverProviderCli
 	}, nil
 }
 
-// token builds a fresh service account token for pod i (kubelet sends a
-// new one on every republish).
-func token(i int) string {
+// serviceAccountReads counts the provider's reads of service accounts (the
+// IRSA role annotation) on the fake API server.
+func serviceAccountReads(kube *kubefake.Clientset) int {
+	n := 0
+	for _, a := range kube.Actions() {
+		if a.GetVerb() == "get" && a.GetResource().Resource == "serviceaccounts" {
+			n++
+		}
+	}
+	return n
+}
+
+// token builds a fresh service account token for pod i under account sa
+// (kubelet sends a new one on every republish).
+func token(i int, sa string) string {
 	enc := base64.RawURLEncoding
 	c, _ := json.Marshal(map[string]any{
 		"sub": "system:serviceaccount:" + namespace + ":" + sa, "aud": []string{auth.AudienceIRSA},
@@ -254,7 +291,7 @@ func token(i int) string {
 	return enc.EncodeToString([]byte(`{"alg":"RS256"}`)) + "." + enc.EncodeToString(c) + "." + enc.EncodeToString([]byte(fmt.Sprintf("sig-%d-%d", i, time.Now().UnixNano())))
 }
 
-func mount(ctx context.Context, client v1alpha1.CSIDriverProviderClient, spc map[string]string, i int, cur []*v1alpha1.ObjectVersion) (*v1alpha1.MountResponse, error) {
+func mount(ctx context.Context, client v1alpha1.CSIDriverProviderClient, spc map[string]string, i int, sa string, cur []*v1alpha1.ObjectVersion) (*v1alpha1.MountResponse, error) {
 	attrs := map[string]string{
 		plugin.AttrPodName: fmt.Sprintf("app-%d", i), plugin.AttrPodNamespace: namespace, plugin.AttrPodUID: fmt.Sprintf("uid-%d", i),
 		plugin.AttrServiceAccount: sa, "csi.storage.k8s.io/ephemeral": "true", plugin.AttrSPCName: "bench",
@@ -262,7 +299,7 @@ func mount(ctx context.Context, client v1alpha1.CSIDriverProviderClient, spc map
 	for k, v := range spc {
 		attrs[k] = v
 	}
-	tj, _ := json.Marshal(map[string]plugin.Token{auth.AudienceIRSA: {Token: token(i), ExpirationTimestamp: time.Now().Add(time.Hour)}})
+	tj, _ := json.Marshal(map[string]plugin.Token{auth.AudienceIRSA: {Token: token(i, sa), ExpirationTimestamp: time.Now().Add(time.Hour)}})
 	attrs[plugin.AttrTokens] = string(tj)
 	aj, _ := json.Marshal(attrs)
 	return client.Mount(ctx, &v1alpha1.MountRequest{Attributes: string(aj), Secrets: "null", TargetPath: "/var/lib/kubelet/pods/bench/volumes/x", Permission: "420", CurrentObjectVersion: cur})
