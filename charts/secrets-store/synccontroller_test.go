@@ -73,6 +73,24 @@ func TestSyncController(t *testing.T) {
 		t.Errorf("token policy audiences: %s", tok.Spec.Validations[0].Expression)
 	}
 
+	// hostNetwork (the local test node): probes call the serving address's
+	// host, the controller gets its environment.
+	hn, err := render(t, set("syncController.enabled", true, "syncController.hostNetwork", true,
+		"syncController.serverAddress", "127.0.0.1:8097",
+		"syncController.env", []any{map[string]any{"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"}}), kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hspec := hn.deployments[syncName].Spec.Template.Spec
+	mgr := hspec.Containers[0]
+	if !hspec.HostNetwork || mgr.ReadinessProbe == nil || mgr.ReadinessProbe.HTTPGet.Host != "127.0.0.1" ||
+		mgr.LivenessProbe.HTTPGet.Host != "127.0.0.1" || len(mgr.Env) != 1 || mgr.Env[0].Value != "127.0.0.1" {
+		t.Errorf("hostNetwork %v, probes %+v / %+v, env %+v", hspec.HostNetwork, mgr.ReadinessProbe, mgr.LivenessProbe, mgr.Env)
+	}
+	if spec.HostNetwork || spec.Containers[0].ReadinessProbe.HTTPGet.Host != "" {
+		t.Error("hostNetwork or a probe host set by default")
+	}
+
 	off, err := render(t, set(), kubeVersion)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ stop() { stop_component "$@"; }
 
 # Order: our host processes first, then kubelet (so it stops restarting pods), then the pods'
 # containers through our containerd, then containerd and the control plane.
+stop secrets-store-sync-controller
 stop secrets-store-csi-driver
 stop provider-fake
 stop provider-aws

@@ -201,6 +201,11 @@ wait_for() {
 }
 
 MOTO_ADDR="127.0.0.1:5055"
+# provider-aws's shared-read cache, below the sync controller's poll interval so that a backend change
+# reaches a synced Secret within one interval (test/e2e/secretsync_test.go relies on both).
+AWS_CACHE_TTL="5s"
+SYNC_POLL_INTERVAL="10s"
+SYNC_CONTROLLER_ADDR="127.0.0.1:8097"
 
 # motoserver_bin builds test/moto/motoserver into bin/ and prints its path. It finds and starts
 # moto_server the way the Go tests do (package test/moto), so moto is found and started one way.

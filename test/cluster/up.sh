@@ -7,6 +7,8 @@
 #   SSCSI_DRIVER_MODE=chart        install charts/secrets-store with the Helm SDK (driver + fake provider)
 #   SSCSI_DRIVER_MODE=daemonset    run the driver and fake provider as DaemonSet pods (default: host
 #                                  processes, quickest to debug)
+# The SecretSync controller runs with them: a host process (leader election off), or in chart mode
+# the chart's Deployment with provider-fake and provider-aws as sidecars (syncController.*).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -290,7 +292,7 @@ daemonset)
 chart)
 	# What users install: charts/secrets-store through the Helm Go SDK (hack/demoinstall), least-
 	# privilege RBAC, Secret sync on, the fake provider on the node's loopback for the admin API.
-	for b in secrets-store-csi-driver provider-fake; do
+	for b in secrets-store-csi-driver provider-fake secrets-store-sync-controller provider-aws; do
 		[ -f "${REPO_ROOT}/bin/images/${b}.tar" ] || die "bin/images/${b}.tar missing: make build images"
 	done
 	(cd "$REPO_ROOT" && go build -o bin/demoinstall ./hack/demoinstall)
@@ -311,6 +313,25 @@ providers:
     enabled: true
     image: {repository: ${IMAGE_REPO}/provider-fake, tag: latest, pullPolicy: Never}
     adminAddr: "127.0.0.1:8099"
+  # Only the sync controller's sidecar: provider-aws serves the node as a host process (below).
+  aws:
+    enabled: false
+    image: {repository: ${IMAGE_REPO}/provider-aws, tag: latest, pullPolicy: Never}
+    region: us-east-1
+    endpointURL: "http://${MOTO_ADDR}"
+    cacheTTL: ${AWS_CACHE_TTL}
+    env: [{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}, {name: KUBERNETES_SERVICE_PORT, value: "6443"}]
+# The SecretSync controller with both providers as sidecars; the node's network reaches the API
+# server (no kube-proxy here) and moto.
+syncController:
+  enabled: true
+  image: {repository: ${IMAGE_REPO}/secrets-store-sync-controller, tag: latest, pullPolicy: Never}
+  hostNetwork: true
+  serverAddress: "${SYNC_CONTROLLER_ADDR}"
+  env: [{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}, {name: KUBERNETES_SERVICE_PORT, value: "6443"}]
+  rotationPollInterval: ${SYNC_POLL_INTERVAL}
+  logVerbosity: 4
+  providers: {fake: {enabled: true}, aws: {enabled: true}}
 VALUES
 	"${REPO_ROOT}/bin/demoinstall" -kubeconfig "$ADMIN_KUBECONFIG" -namespace kube-system -release secrets-store \
 		-chart "${REPO_ROOT}/charts/secrets-store" -values "$values" -replace-unmanaged-csidriver -timeout 3m
@@ -335,8 +356,23 @@ if [ -x "${REPO_ROOT}/bin/provider-aws" ]; then
 	if $moto_ok; then
 		start_bg provider-aws "${REPO_ROOT}/bin/provider-aws" --endpoint "${PROVIDER_DIR}/aws.sock" \
 			--endpoint-url "http://${MOTO_ADDR}" --region us-east-1 --kubeconfig "${ADMIN_KUBECONFIG}" \
-			--metrics-addr 127.0.0.1:8990
+			--metrics-addr 127.0.0.1:8990 --cache-ttl "$AWS_CACHE_TTL"
 		wait_for "provider-aws socket" 30 test -S "${PROVIDER_DIR}/aws.sock"
 	fi
+fi
+
+# The SecretSync controller: the chart's Deployment in chart mode (above), else a host process
+# using the node's provider sockets.
+sync_ready() { curl -fsS "http://${SYNC_CONTROLLER_ADDR}/readyz"; }
+if [ "${SSCSI_DRIVER_MODE:-host}" = chart ]; then
+	wait_for "SecretSync controller ready" 90 sync_ready
+elif [ -x "${REPO_ROOT}/bin/secrets-store-sync-controller" ]; then
+	start_bg secrets-store-sync-controller "${REPO_ROOT}/bin/secrets-store-sync-controller" \
+		--kubeconfig "${ADMIN_KUBECONFIG}" --provider-volume "${PROVIDER_DIR}" --leader-elect=false \
+		--controller-server-address "${SYNC_CONTROLLER_ADDR}" --rotation-poll-interval "${SYNC_POLL_INTERVAL}" \
+		--token-request-audience sts.amazonaws.com -v 4
+	wait_for "SecretSync controller ready" 60 sync_ready
+else
+	log "WARNING: bin/secrets-store-sync-controller not built; SecretSyncs are not reconciled"
 fi
 log "cluster up in $(($(date +%s) - _SSCSI_T0))s; kubeconfig: ${ADMIN_KUBECONFIG}"

@@ -233,7 +233,10 @@ func measureCalls(ctx context.Context, rc *rest.Config, pdir string, backend *fa
 	if err := populate(ctx, rc, "calls", n); err != nil {
 		return err
 	}
-	time.Sleep(poll) // let the first syncs' status writes settle
+	// Let every SecretSync refresh once before counting (created at t0, due at t0+poll±10%, seen
+	// within a tick of poll/10): the first refresh also writes the Update condition to the status,
+	// later ones write nothing when nothing changed. The window then shows the steady state.
+	time.Sleep(poll + poll/5 + poll/10)
 	b0 := backend.Calls()
 	cnt.on.Store(true)
 	time.Sleep(poll + poll/5) // every SecretSync refreshes once (±10% jitter)
@@ -282,6 +285,7 @@ func measureMemory(ctx context.Context, rc *rest.Config, dir, pdir, bin string, 
 		return err
 	}
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	time.Sleep(3 * time.Second) // started, caches synced (nothing to list yet)
 	idle := procKiB(cmd.Process.Pid, "VmRSS")
 	if err := populate(ctx, rc, "memory", n); err != nil {
 		return err
