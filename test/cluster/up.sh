@@ -33,40 +33,12 @@ log "building images (hack/images)"
 	{ cat "${LOGS}/images.log" >&2; die "building images failed"; }
 
 # --- certificates ------------------------------------------------------------------------------
-# gen_cert NAME CN ORG SANS: a client+server certificate signed by the cluster CA.
-gen_cert() {
-	local n=$1 cn=$2 org=$3 sans=$4 subj
-	[ -f "${PKI}/${n}.crt" ] && return 0
-	subj="/CN=${cn}"
-	[ -n "$org" ] && subj="/O=${org}${subj}"
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "${PKI}/${n}.key" \
-		-out "${PKI}/${n}.csr" -subj "$subj" 2>/dev/null
-	{
-		echo "basicConstraints=CA:FALSE"
-		echo "keyUsage=critical,digitalSignature,keyEncipherment"
-		echo "extendedKeyUsage=serverAuth,clientAuth"
-		[ -n "$sans" ] && echo "subjectAltName=${sans}"
-	} >"${PKI}/${n}.ext"
-	openssl x509 -req -in "${PKI}/${n}.csr" -CA "${PKI}/ca.crt" -CAkey "${PKI}/ca.key" -CAcreateserial \
-		-days 30 -extfile "${PKI}/${n}.ext" -out "${PKI}/${n}.crt" 2>/dev/null
-	rm -f "${PKI}/${n}.csr" "${PKI}/${n}.ext"
-}
-if [ ! -f "${PKI}/ca.crt" ]; then
-	log "generating certificates"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-		-keyout "${PKI}/ca.key" -out "${PKI}/ca.crt" -subj "/CN=sscsi-test-ca" 2>/dev/null
-	openssl genrsa -out "${PKI}/sa.key" 2048 2>/dev/null
-	openssl rsa -in "${PKI}/sa.key" -pubout -out "${PKI}/sa.pub" 2>/dev/null
-fi
-gen_cert apiserver kube-apiserver "" \
-	"DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:${SERVICE_CIDR%.*}.1"
-gen_cert admin kubernetes-admin system:masters ""
-gen_cert kubelet system:node:localhost system:nodes ""
-gen_cert kubelet-serving system:node:localhost system:nodes "DNS:localhost,IP:127.0.0.1"
-gen_cert controller-manager system:kube-controller-manager "" ""
-gen_cert scheduler system:kube-scheduler "" ""
-gen_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters ""
-chmod 600 "${PKI}"/*.key
+# One generator for every test cluster (package test/cluster/pki, also used by the integration
+# tests' control planes): the CA, each component's certificate and the service account key. It
+# keeps what exists, so a running node's credentials never change.
+log "certificates (test/cluster/pki)"
+(cd "$REPO_ROOT" && go build -o bin/genpki ./test/cluster/pki/genpki) || die "building test/cluster/pki/genpki"
+"${REPO_ROOT}/bin/genpki" -dir "$PKI" -service-ip "${SERVICE_CIDR%.*}.1" || die "writing the node's certificates into ${PKI}"
 
 write_kubeconfig() {
 	local n=$1

@@ -18,6 +18,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/sscsi/secrets-store/test/cluster/pki"
 )
 
 // KubernetesVersion is the version test/cluster/build.sh builds and caches.
@@ -95,7 +97,12 @@ func Start(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	if err := cfg.complete(); err != nil {
 		return nil, err
 	}
-	pki, err := writePKI(filepath.Join(cfg.Dir, "pki"))
+	certs, err := pki.Write(filepath.Join(cfg.Dir, "pki"), pki.ControlPlane(net.IPv4(10, 96, 78, 1)))
+	if err != nil {
+		return nil, err
+	}
+	servingCert, servingKey := certs.Cert("apiserver")
+	caPEM, adminCert, adminKey, err := readFiles(certs.CACert, filepath.Join(certs.Dir, "admin.crt"), filepath.Join(certs.Dir, "admin.key"))
 	if err != nil {
 		return nil, err
 	}
@@ -120,11 +127,11 @@ func Start(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	cp.api, err = cp.spawn("kube-apiserver", filepath.Join(cfg.BinDir, "kube-apiserver"),
 		"--etcd-servers="+cp.EtcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports[2]),
-		"--tls-cert-file="+pki.servingCert, "--tls-private-key-file="+pki.servingKey,
-		"--client-ca-file="+pki.caCert,
+		"--tls-cert-file="+servingCert, "--tls-private-key-file="+servingKey,
+		"--client-ca-file="+certs.CACert,
 		"--service-cluster-ip-range=10.96.78.0/24",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+pki.saPub, "--service-account-signing-key-file="+pki.saKey,
+		"--service-account-key-file="+certs.SAPub, "--service-account-signing-key-file="+certs.SAKey,
 		"--authorization-mode=RBAC", "--endpoint-reconciler-type=none", "--allow-privileged=true",
 		// No controller-manager creates default service accounts here, so pods could not be created.
 		"--disable-admission-plugins=ServiceAccount",
@@ -136,7 +143,7 @@ func Start(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	cp.rest = &rest.Config{
 		Host: cp.APIURL,
 		TLSClientConfig: rest.TLSClientConfig{
-			CAData: pki.caPEM, CertData: pki.adminCertPEM, KeyData: pki.adminKeyPEM,
+			CAData: caPEM, CertData: adminCert, KeyData: adminKey,
 		},
 		QPS: 100, Burst: 200,
 	}
@@ -243,4 +250,15 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// readFiles reads three files (the CA certificate and the admin client certificate and key).
+func readFiles(a, b, c string) (ab, bb, cb []byte, err error) {
+	out := make([][]byte, 3)
+	for i, p := range []string{a, b, c} {
+		if out[i], err = os.ReadFile(p); err != nil {
+			return nil, nil, nil, fmt.Errorf("reading %s: %w", p, err)
+		}
+	}
+	return out[0], out[1], out[2], nil
 }
