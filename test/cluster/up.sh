@@ -339,6 +339,9 @@ sync_ready() { curl -fsS "http://${SYNC_CONTROLLER_ADDR}/readyz"; }
 if [ "${SSCSI_DRIVER_MODE:-host}" = chart ]; then
 	wait_for "SecretSync controller ready" 90 sync_ready
 elif [ -x "${REPO_ROOT}/bin/secrets-store-sync-controller" ]; then
+	if ! pid_alive secrets-store-sync-controller >/dev/null && sync_ready >/dev/null 2>&1; then
+		die "something we did not start serves ${SYNC_CONTROLLER_ADDR} (a SecretSync controller left by a down.sh that did not know it? see: ss -ltnp | grep ${SYNC_CONTROLLER_ADDR##*:})"
+	fi
 	start_bg secrets-store-sync-controller "${REPO_ROOT}/bin/secrets-store-sync-controller" \
 		--kubeconfig "${ADMIN_KUBECONFIG}" --provider-volume "${PROVIDER_DIR}" --leader-elect=false \
 		--controller-server-address "${SYNC_CONTROLLER_ADDR}" --rotation-poll-interval "${SYNC_POLL_INTERVAL}" \
