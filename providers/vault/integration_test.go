@@ -43,7 +43,7 @@ const appPolicy = `
 path "secret/data/app/*" { capabilities = ["read"] }
 path "kv1/app/*" { capabilities = ["read"] }
 path "database/creds/*" { capabilities = ["read"] }
-path "pki/issue/web" { capabilities = ["update"] }
+path "pki/issue/*" { capabilities = ["update"] }
 `
 
 func startShared(t *testing.T) *shared {
@@ -65,7 +65,7 @@ func startShared(t *testing.T) *shared {
 		// The same service account name in another namespace.
 		{"app-team2", "team2", "app", "app", time.Hour},
 		// A short token TTL: renewed on a later mount, not replaced.
-		{"short", "team", "app", "app", 6 * time.Second},
+		{"short", "team", "app", "app", 10 * time.Second},
 	} {
 		s.KubernetesRole(t, "kubernetes", r.name, vaulttest.Role{ServiceAccounts: []string{r.sa}, Namespaces: []string{r.ns}, Policies: []string{r.policy}, TTL: r.ttl, MaxTTL: time.Hour})
 	}
@@ -73,6 +73,11 @@ func startShared(t *testing.T) *shared {
 	s.JWTRole(t, "jwt", "app", vaulttest.Role{ServiceAccounts: []string{"app"}, Namespaces: []string{"team"}, Policies: []string{"app"}})
 	s.EnableDatabase(t, "database", pg)
 	s.EnablePKI(t, "pki", vaulttest.PKIRole{Name: "web", AllowedDomains: []string{"example.com"}, GenerateLease: true, TTL: time.Hour})
+	// Without generate_lease (Vault's default): no lease, only the
+	// certificate's expiration.
+	s.Write(t, "pki/roles/web-nolease", map[string]any{
+		"allowed_domains": []string{"example.com"}, "allow_subdomains": true, "key_type": "ec", "key_bits": 256, "ttl": "1h", "max_ttl": "24h",
+	})
 	return &shared{rc: rc, vault: s, pg: pg}
 }
 
@@ -290,7 +295,7 @@ func integrationTokenRenewed(t *testing.T, sh *shared) {
 	if n, r := e.logins("kubernetes"), e.proxy.Count("", "/v1/auth/token/renew-self"); n != 1 || r != 0 {
 		t.Fatalf("before the token nears expiry: %d logins, %d renewals; want 1, 0", n, r)
 	}
-	time.Sleep(4500 * time.Millisecond) // past 0.67 of the 6 s token TTL
+	time.Sleep(7500 * time.Millisecond) // past 0.67 of the 10 s token TTL, well before it ends
 	if got, _ := e.mount(e.request("team", "q", "app", attrs)); got["pw"] != "v" {
 		t.Errorf("after renewal: %q", got["pw"])
 	}
@@ -412,6 +417,21 @@ func integrationPKI(t *testing.T, sh *shared) {
 	}
 	if n := e.proxy.Count(http.MethodPut, "/v1/pki/issue/web"); n != 2 {
 		t.Errorf("issuances = %d, want 2 (one per pod)", n)
+	}
+	// Without a lease the certificate's own expiration keeps it for the
+	// pod the same way.
+	attrs = spc("app",
+		"- {objectName: tls.crt, secretPath: pki/issue/web-nolease, method: PUT, secretArgs: {common_name: app.example.com}, secretKey: certificate}",
+		"- {objectName: tls.key, secretPath: pki/issue/web-nolease, method: PUT, secretArgs: {common_name: app.example.com}, secretKey: private_key}",
+	)
+	got, _ = e.mount(e.request("team", "p", "app", attrs))
+	checkKeyPair(t, got["tls.crt"], got["tls.key"])
+	again, _ = e.mount(e.request("team", "p", "app", attrs))
+	if again["tls.crt"] != got["tls.crt"] || again["tls.key"] != got["tls.key"] {
+		t.Error("a certificate without a lease was re-issued on a republish")
+	}
+	if n := e.proxy.Count(http.MethodPut, "/v1/pki/issue/web-nolease"); n != 1 {
+		t.Errorf("issuances without a lease = %d, want 1", n)
 	}
 }
 
