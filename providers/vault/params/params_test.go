@@ -2,6 +2,7 @@ package params
 
 import (
 	"errors"
+	"path"
 	"strings"
 	"testing"
 
@@ -258,4 +259,39 @@ func TestTLSPathsFromSPCConfinedToAllowedDirectory(t *testing.T) {
 			t.Errorf("%s: error quotes the path: %v", name, err)
 		}
 	}
+}
+
+// FuzzTLSPathConfined: whatever path a SecretProviderClass gives, an
+// accepted TLS file is a clean relative name inside the allowed directory.
+func FuzzTLSPathConfined(f *testing.F) {
+	for _, s := range []string{"/vault/tls/ca.crt", "/vault/tls/../x", "/vault/tls", "/vault/tlsx", "ca.crt", "/vault/tls//a/./b", "/vault/tls/..a"} {
+		f.Add(s, "/vault/tls")
+	}
+	f.Add("/x", "/")
+	f.Fuzz(func(t *testing.T, v, dir string) {
+		if !path.IsAbs(dir) || strings.ContainsAny(dir, "\x00\n\r") {
+			return // operator flag; validated by the operator
+		}
+		p, err := Parse(map[string]string{ParamRoleName: "r", ParamObjects: "- {objectName: a, secretPath: a}", ParamCACertPath: v}, Defaults{TLSFileDir: dir})
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Param != ParamCACertPath {
+				t.Fatalf("error does not name %s: %v", ParamCACertPath, err)
+			}
+			return
+		}
+		got := p.Connection.TLS.CACert
+		if got.IsZero() {
+			if strings.TrimSpace(v) != "" {
+				t.Fatalf("path %q accepted but not kept", v)
+			}
+			return
+		}
+		if got.Dir != path.Clean(dir) || path.IsAbs(got.Name) || got.Name != path.Clean(got.Name) || got.Name == ".." || strings.HasPrefix(got.Name, "../") {
+			t.Fatalf("path %q under %q accepted as %+v", v, dir, got)
+		}
+		if j := path.Join(got.Dir, got.Name); j != got.Dir && !strings.HasPrefix(j, strings.TrimSuffix(got.Dir, "/")+"/") {
+			t.Fatalf("path %q resolves to %q, outside %q", v, j, got.Dir)
+		}
+	})
 }
