@@ -47,8 +47,8 @@ type fakeToken struct {
 	// namespace is the X-Vault-Namespace of the login: as in Vault
 	// Enterprise, the token is unknown in any other namespace.
 	namespace string
-	expires time.Time
-	revoked bool
+	expires   time.Time
+	revoked   bool
 }
 
 func newFakeVault(t *testing.T, clk *clocktesting.FakeClock) *fakeVault {

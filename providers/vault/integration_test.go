@@ -211,10 +211,10 @@ func integrationKV(t *testing.T, sh *shared) {
 		want   error
 		field  string
 	}{
-		"missing key":   {"- {objectName: o, secretPath: secret/data/app/kv/db, secretKey: nope}", plugin.ErrNotFound, "secretKey"},
-		"missing path":  {"- {objectName: o, secretPath: secret/data/app/kv/absent, secretKey: password}", plugin.ErrNotFound, "secretPath"},
-		"bad encoding":  {"- {objectName: o, secretPath: secret/data/app/kv/db, secretKey: password, encoding: base64}", plugin.ErrInvalidParameters, "encoding"},
-		"denied":        {"- {objectName: o, secretPath: secret/data/other/x, secretKey: password}", plugin.ErrPermissionDenied, "o"},
+		"missing key":  {"- {objectName: o, secretPath: secret/data/app/kv/db, secretKey: nope}", plugin.ErrNotFound, "secretKey"},
+		"missing path": {"- {objectName: o, secretPath: secret/data/app/kv/absent, secretKey: password}", plugin.ErrNotFound, "secretPath"},
+		"bad encoding": {"- {objectName: o, secretPath: secret/data/app/kv/db, secretKey: password, encoding: base64}", plugin.ErrInvalidParameters, "encoding"},
+		"denied":       {"- {objectName: o, secretPath: secret/data/other/x, secretKey: password}", plugin.ErrPermissionDenied, "o"},
 	} {
 		_, err := e.b.Mount(t.Context(), e.request("team", "p", "app", spc("app", c.object)))
 		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.field) {

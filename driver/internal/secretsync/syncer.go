@@ -58,7 +58,7 @@ var (
 	// ErrNotOwned: a Secret of the entry's name exists and the driver did
 	// not create it for this SecretProviderClass (secretdata.MayWrite); it
 	// is left untouched.
-	ErrNotOwned = errors.New("Secret exists and is not managed by this SecretProviderClass")
+	ErrNotOwned = errors.New("a Secret of that name exists and is not managed by this SecretProviderClass")
 	// errOwnerNotReady: the bare pod's SecretProviderClassPodStatus is not
 	// written yet; retried quietly.
 	errOwnerNotReady = errors.New("owner not created yet")
