@@ -83,9 +83,18 @@ func checkVault(parameters map[string]string) ([]string, []Problem) {
 		problems = append(problems, Problem{Param: vaultparams.ParamVaultAddress, Warning: true,
 			Message: "is empty: the provider will use its -vault-addr"})
 	}
-	p, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: vaultparams.DefaultTLSFileDir})
+	// The provider's -spc-tls-dir is unknown offline: any absolute TLS
+	// path passes the check, then paths outside the default directory are
+	// noted as warnings.
+	p, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: "/"})
 	if err != nil {
 		return nil, append(problems, paramProblem(err, func(e *vaultparams.Error) string { return e.Param }))
+	}
+	if _, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: vaultparams.DefaultTLSFileDir}); err != nil {
+		pr := paramProblem(err, func(e *vaultparams.Error) string { return e.Param })
+		pr.Warning = true
+		pr.Message += " (with the default -spc-tls-dir; the provider's may differ)"
+		problems = append(problems, pr)
 	}
 	var files []string
 	for _, o := range p.Objects {

@@ -183,4 +183,16 @@ spec:
 			t.Errorf("no error on %s; findings: %v", field, r.Findings)
 		}
 	}
+	// A TLS file outside the default -spc-tls-dir is a warning (the
+	// provider's directory is unknown offline); a relative one an error.
+	for ca, warning := range map[string]bool{"/etc/ssl/vault-ca.crt": true, "vault-ca.crt": false} {
+		r := lint(t, "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: c, namespace: n}\nspec: {provider: vault, parameters: {roleName: r, vaultCACertPath: "+ca+", objects: '- {objectName: a, secretPath: a}'}}\n")
+		var found bool
+		for _, f := range r.Findings {
+			found = found || (f.Warning == warning && f.Field == "spec.parameters.vaultCACertPath")
+		}
+		if !found || r.Errors() == warning {
+			t.Errorf("vaultCACertPath %s: want warning=%v; findings: %v", ca, warning, r.Findings)
+		}
+	}
 }
