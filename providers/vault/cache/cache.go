@@ -90,6 +90,11 @@ func (c *Cache) Load(ctx context.Context, k Key, pinned bool, load func(context.
 		return e.value, true, nil
 	}
 	ch := c.flights.DoChan(fmt.Sprintf("%q", k), func() (any, error) {
+		// A flight that ended between this caller's miss and its joining
+		// may have stored the value already: do not read it again.
+		if v, ok := c.fresh(k); ok {
+			return v, nil
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.SharedCallTimeout)
 		defer cancel()
 		v, share, err := load(sctx)
@@ -107,6 +112,18 @@ func (c *Cache) Load(ctx context.Context, k Key, pinned bool, load func(context.
 	case <-ctx.Done():
 		return nil, false, ctx.Err()
 	}
+}
+
+// fresh returns k's value while it has not expired.
+func (c *Cache) fresh(k Key) (any, bool) {
+	now := c.cfg.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	if !ok || !now.Before(e.expires) {
+		return nil, false
+	}
+	return e.value, true
 }
 
 func (c *Cache) put(k Key, v any, pinned bool) {
