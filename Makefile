@@ -12,7 +12,7 @@ GOLANGCI_LINT := $(CACHE_DIR)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golan
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
 
 .PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-inodes bench-aws-calls bench-secretsync bench-vault-calls \
-	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint vault-server test-vault
+	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint vault-server test-vault demo-vault
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -98,7 +98,10 @@ e2e: ## end-to-end suite on the local cluster (brings one up if needed)
 demo: ## local node + chart + providers + a pod mounting real secrets
 	hack/demo.sh
 
-demo-down: ## undo `make demo`
+demo-vault: ## `make demo` with HashiCorp Vault: KV v2 + a database credential across rotations
+	hack/demo-vault.sh
+
+demo-down: ## undo `make demo` (and `make demo-vault`)
 	hack/demo.sh --down
 
 images: ## OCI image tarballs for the driver and providers (no Docker)

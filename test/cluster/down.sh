@@ -5,6 +5,8 @@
 set -uo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../vault/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../vault/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "down.sh needs root"
 cluster_lock
@@ -19,6 +21,8 @@ stop secrets-store-csi-driver
 stop provider-fake
 stop provider-aws
 stop moto-server
+stop provider-vault
+stop localvault
 stop kubelet
 
 ctr_() { ctr --address "$CTRD_SOCK" -n k8s.io "$@"; }
@@ -111,6 +115,8 @@ remove_created() {
 remove_created "$KUBELET_DIR" created-kubelet-dir
 remove_created "$PROVIDER_DIR" created-provider-dir
 rm -rf "$CTRD_RUN"
+# localvault's PostgreSQL data (stopped with localvault above).
+rm -rf "$VAULT_PG_DIR"
 # kubelet keeps its container log symlinks in /var/log/containers; ours point into our state dir.
 for l in /var/log/containers/*.log; do
 	[ -L "$l" ] && case "$(readlink "$l")" in "${LOGS}/"*) rm -f "$l" ;; esac

@@ -77,6 +77,7 @@ kc() { "${KUBECTL}" --kubeconfig "${ADMIN_KUBECONFIG}" "$@"; }
 #   daemonset  SSCSI_DRIVER_MODE=daemonset: test/cluster/driver-daemonset.yaml
 #   chart      SSCSI_DRIVER_MODE=chart: the Helm release kube-system/secrets-store
 #   demo       make demo: the same release with the demo's values, its namespace and moto_server
+#   demo-vault make demo-vault: the release with provider-vault, its namespace and the local Vault
 #   none       the node only (SSCSI_NO_DRIVER=1)
 DRIVER_OWNER="${CLUSTER_DIR}/driver-owner"
 
@@ -132,6 +133,7 @@ owner_words() {
 	daemonset) echo "SSCSI_DRIVER_MODE=daemonset" ;;
 	chart) echo "SSCSI_DRIVER_MODE=chart (Helm release kube-system/secrets-store)" ;;
 	demo) echo "make demo (Helm release kube-system/secrets-store; make demo brings it back)" ;;
+	demo-vault) echo "make demo-vault (Helm release kube-system/secrets-store with provider-vault; make demo-vault brings it back)" ;;
 	*) echo "$1" ;;
 	esac
 }

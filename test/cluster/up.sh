@@ -9,6 +9,11 @@
 #                                  processes, quickest to debug)
 # The SecretSync controller runs with them: a host process (leader election off), or in chart mode
 # the chart's Deployment with provider-fake and provider-aws as sidecars (syncController.*).
+#   SSCSI_VAULT=1                  also run a local HashiCorp Vault + PostgreSQL (test/vault/localvault)
+#                                  and provider-vault (a host process; the chart's DaemonSet in chart
+#                                  mode). Only test/e2e/run.sh and make demo-vault set it: it may build
+#                                  the Vault test server (cold: 10-20 CPU-minutes), which make cluster-up
+#                                  and make demo never do.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,6 +23,18 @@ cluster_lock
 if [ -n "${SSCSI_NO_DRIVER:-}" ]; then take_node none; else take_node "${SSCSI_DRIVER_MODE:-host}"; fi
 log "bringing up the local cluster (state: ${CLUSTER_DIR})"
 "${REPO_ROOT}/test/cluster/build.sh"
+want_vault=false
+case "${SSCSI_VAULT:-0}" in
+1 | true) [ -z "${SSCSI_NO_DRIVER:-}" ] && want_vault=true ;;
+0 | false | "") ;;
+*) die "SSCSI_VAULT must be 1 or 0" ;;
+esac
+if $want_vault; then
+	# shellcheck source=../vault/lib.sh
+	source "${REPO_ROOT}/test/vault/lib.sh"
+	log "SSCSI_VAULT=1: the local node runs Vault and provider-vault (building the Vault test server if it is not cached)"
+	"${REPO_ROOT}/test/vault/build.sh"
+fi
 mkdir -p "$CLUSTER_DIR" "$LOGS" "$PIDS" "$PKI"
 chmod 700 "$CLUSTER_DIR"
 
@@ -279,7 +296,7 @@ logVerbosity: 4
 enableSecretRotation: true
 rotationPollInterval: 10s
 syncSecret: {enabled: true}
-tokenRequests: [{audience: sscsi-e2e}, {audience: sts.amazonaws.com}]
+tokenRequests: [{audience: sscsi-e2e}, {audience: sts.amazonaws.com}, {audience: vault}]
 providers:
   fake:
     enabled: true
@@ -305,6 +322,20 @@ syncController:
   logVerbosity: 4
   providers: {fake: {enabled: true}, aws: {enabled: true}}
 VALUES
+	if $want_vault; then
+		# provider-vault the way the chart runs it, on the node's network to reach the local Vault;
+		# -v=10 so the e2e suite proves even its most verbose log holds no secret and no token.
+		[ -f "${REPO_ROOT}/bin/images/provider-vault.tar" ] || die "bin/images/provider-vault.tar missing: make build images"
+		cat >>"$values" <<VALUES
+  vault:
+    enabled: true
+    image: {repository: ${IMAGE_REPO}/provider-vault, tag: latest, pullPolicy: Never}
+    hostNetwork: true
+    address: "http://${VAULT_LISTEN}"
+    healthAddr: "${PROVIDER_VAULT_HEALTH}"
+    extraArgs: ["-v=10"]
+VALUES
+	fi
 	"${REPO_ROOT}/bin/demoinstall" -kubeconfig "$ADMIN_KUBECONFIG" -namespace kube-system -release secrets-store \
 		-chart "${REPO_ROOT}/charts/secrets-store" -values "$values" -replace-unmanaged-csidriver -timeout 3m
 	log "  chart installed (release kube-system/secrets-store)"
@@ -349,5 +380,33 @@ elif [ -x "${REPO_ROOT}/bin/secrets-store-sync-controller" ]; then
 	wait_for "SecretSync controller ready" 60 sync_ready
 else
 	log "WARNING: bin/secrets-store-sync-controller not built; SecretSyncs are not reconciled"
+fi
+
+# HashiCorp Vault (SSCSI_VAULT=1): test/vault/localvault runs the Vault test server and a
+# PostgreSQL 15, with the kubernetes auth method reviewing logins against this node's apiserver;
+# provider-vault runs with the chart's flags (host and daemonset modes) or as the chart's DaemonSet.
+if $want_vault; then
+	[ -x "${REPO_ROOT}/bin/provider-vault" ] || die "bin/provider-vault not built (make build)"
+	(cd "$REPO_ROOT" && go build -o bin/localvault ./test/vault/localvault) ||
+		die "building test/vault/localvault failed"
+	start_bg localvault "${REPO_ROOT}/bin/localvault" serve -kubeconfig "${ADMIN_KUBECONFIG}" \
+		-dir "${VAULT_DIR}" -pg-dir "${VAULT_PG_DIR}" -listen "${VAULT_LISTEN}"
+	# Ready: info.json written by the running localvault (its PID in it; not a stale one). Dead: stop waiting.
+	vault_ready() { local pid; pid=$(pid_alive localvault) && grep -q "\"pid\":${pid}[,}]" "${VAULT_DIR}/info.json" 2>/dev/null; }
+	vault_settled() { vault_ready || ! pid_alive localvault >/dev/null; }
+	wait_for "local Vault and PostgreSQL ready" 120 vault_settled || true
+	if ! vault_ready; then
+		tail -n 20 "${LOGS}/localvault.log" >&2
+		die "localvault did not start; see ${LOGS}/localvault.log and ${VAULT_DIR}/vault.log"
+	fi
+	if [ "${SSCSI_DRIVER_MODE:-host}" = chart ]; then
+		kc -n kube-system rollout status ds/secrets-store-provider-vault --timeout=90s >/dev/null ||
+			die "the chart's provider-vault DaemonSet is not ready"
+	else
+		start_bg provider-vault "${REPO_ROOT}/bin/provider-vault" "${PROVIDER_VAULT_ARGS[@]}"
+	fi
+	wait_for "provider-vault socket" 30 test -S "${PROVIDER_DIR}/vault.sock" || die "provider-vault did not start"
+elif [ -z "${SSCSI_NO_DRIVER:-}" ] && ! pid_alive localvault >/dev/null; then
+	log "  no Vault on this node (SSCSI_VAULT=1 starts it: make e2e, make demo-vault)"
 fi
 log "cluster up in $(($(date +%s) - _SSCSI_T0))s; kubeconfig: ${ADMIN_KUBECONFIG}"

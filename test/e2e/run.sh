@@ -2,12 +2,15 @@
 # run.sh runs the end-to-end suite against the local cluster, bringing it up first (up.sh is
 # idempotent, so a running cluster is reused and only missing parts are started). Failed tests leave
 # their namespace state and every component log in _artifacts/. Extra arguments go to go test.
+# The suite's Vault case needs the local Vault and provider-vault, so this sets SSCSI_VAULT=1 for
+# up.sh (which builds the Vault test server if it is not cached; make test has built it already in
+# make test-integration). SSCSI_VAULT=0 leaves Vault out, for runs that select no Vault case.
 set -euo pipefail
 # shellcheck source=../cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
 
 cluster_lock
-"${REPO_ROOT}/test/cluster/up.sh"
+SSCSI_VAULT="${SSCSI_VAULT:-1}" "${REPO_ROOT}/test/cluster/up.sh"
 export SSCSI_KUBECONFIG="${ADMIN_KUBECONFIG}" SSCSI_KUBECTL="${KUBECTL}" SSCSI_CLUSTER_LOGS="${LOGS}"
 export SSCSI_ARTIFACTS="${SSCSI_ARTIFACTS:-${REPO_ROOT}/_artifacts}"
 log "running the e2e suite (artifacts on failure: ${SSCSI_ARTIFACTS})"

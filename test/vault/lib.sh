@@ -10,6 +10,11 @@ PG_BIN="${SSCSI_PG_BIN:-/usr/lib/postgresql/${PG_MAJOR}/bin}"
 # The local node's Vault (test/vault/localvault, started by test/cluster/up.sh).
 VAULT_DIR="${CLUSTER_DIR}/vault"
 VAULT_LISTEN="127.0.0.1:8200"
+# PostgreSQL's data (it runs as the postgres user, who cannot traverse the 0700 CLUSTER_DIR): on
+# /run's tmpfs, so the issued credentials never reach a disk. down.sh removes it.
+VAULT_PG_DIR="/run/sscsi-vault-pg"
 # provider-vault on the local node: the flags charts/secrets-store gives it, plus -v=10 so the e2e
 # suite proves that even its most verbose log holds no secret and no token.
-PROVIDER_VAULT_ARGS=(-endpoint "${PROVIDER_DIR}/vault.sock" -vault-addr "http://${VAULT_LISTEN}" -v=10)
+PROVIDER_VAULT_HEALTH="127.0.0.1:8991"
+PROVIDER_VAULT_ARGS=(--endpoint="${PROVIDER_DIR}/vault.sock" --health-addr="${PROVIDER_VAULT_HEALTH}"
+	--vault-addr="http://${VAULT_LISTEN}" --vault-mount=kubernetes --audience=vault -v=10)

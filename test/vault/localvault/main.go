@@ -5,7 +5,7 @@
 // "app" issuing leased PostgreSQL users, a policy "app" and a kubernetes auth role "app" bound to
 // one namespace and service account.
 //
-//	localvault serve -kubeconfig K -dir D     # runs until SIGTERM; D/info.json (0600) when ready
+//	localvault serve -kubeconfig K -dir D [-pg-dir P]  # runs until SIGTERM; D/info.json (0600) when ready
 //	localvault put -dir D PATH KEY=VALUE...   # write KV v2 secret/PATH (prints the new version)
 //	localvault check-db -dir D -user U        # log in to PostgreSQL as U, password on stdin
 //
@@ -45,6 +45,7 @@ type config struct {
 	command        string
 	args           []string
 	dir            string
+	pgDir          string
 	kubeconfig     string
 	listen         string
 	pgPort         int
@@ -62,6 +63,7 @@ func main() {
 	cfg := config{command: os.Args[1]}
 	fs := flag.NewFlagSet("localvault "+cfg.command, flag.ExitOnError)
 	fs.StringVar(&cfg.dir, "dir", "", "state directory (Vault log, PostgreSQL data, info.json); required")
+	fs.StringVar(&cfg.pgDir, "pg-dir", "", "serve: PostgreSQL's directory (default D/pg); every parent must be traversable by the postgres user")
 	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "serve: admin kubeconfig of the cluster whose apiserver reviews logins")
 	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:8200", "serve: Vault API address")
 	fs.IntVar(&cfg.pgPort, "pg-port", 0, "serve: PostgreSQL port on 127.0.0.1 (0: a free one)")
@@ -107,8 +109,12 @@ func serve(ctx context.Context, cfg config) (err error) {
 	if err := os.Chmod(cfg.dir, 0o711); err != nil {
 		return err
 	}
+	pgDir := cfg.pgDir
+	if pgDir == "" {
+		pgDir = filepath.Join(cfg.dir, "pg")
+	}
 	// Each start is a fresh Vault (in-memory) and a fresh database.
-	if err := os.RemoveAll(filepath.Join(cfg.dir, "pg")); err != nil {
+	if err := os.RemoveAll(pgDir); err != nil {
 		return err
 	}
 	_ = os.Remove(filepath.Join(cfg.dir, "info.json"))
@@ -125,7 +131,7 @@ func serve(ctx context.Context, cfg config) (err error) {
 		}
 	}()
 	start := time.Now()
-	pg := vaulttest.StartPostgres(t, vaulttest.PostgresOptions{Dir: filepath.Join(cfg.dir, "pg"), Port: cfg.pgPort})
+	pg := vaulttest.StartPostgres(t, vaulttest.PostgresOptions{Dir: pgDir, Port: cfg.pgPort})
 	s := vaulttest.Start(t, vaulttest.Options{Listen: cfg.listen, Dir: cfg.dir, LogLevel: "info"})
 	s.EnableKV(t, "secret", 2)
 	s.EnableDatabase(t, "database", pg, vaulttest.DBRole{Name: "app", DefaultTTL: cfg.dbDefaultTTL, MaxTTL: 24 * time.Hour})

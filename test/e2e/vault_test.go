@@ -1,0 +1,229 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/sscsi/secrets-store/test/e2e/framework"
+	"github.com/sscsi/secrets-store/test/vaulttest"
+)
+
+// vaultRotations is how many rotation rounds the database credential must survive unchanged.
+const vaultRotations = 3
+
+// localVault is what test/vault/localvault (started by test/cluster/up.sh) wrote to info.json.
+type localVault struct {
+	Address   string `json:"address"`
+	RootToken string `json:"root_token"`
+	PGHost    string `json:"pg_host"`
+	PGPort    int    `json:"pg_port"`
+}
+
+func readLocalVault(t *testing.T) localVault {
+	t.Helper()
+	path := os.Getenv("SSCSI_VAULT_INFO")
+	if path == "" {
+		path = "/var/lib/sscsi-cluster/vault/info.json"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the local node's Vault is not running (test/cluster/up.sh starts it with SSCSI_VAULT=1, which test/e2e/run.sh sets): %v", err)
+	}
+	var v localVault
+	if err := json.Unmarshal(b, &v); err != nil || v.Address == "" || v.RootToken == "" {
+		t.Fatalf("%s: unreadable (%v)", path, err)
+	}
+	return v
+}
+
+// TestVaultProvider: a pod mounts KV v2 values and a database credential through provider-vault,
+// logging in with its own service account token (kubernetes auth, a real TokenReview against the
+// node's apiserver). A KV update reaches the file and the synced Secret by rotation; the database
+// credential stays the same across vaultRotations rotations and still logs in to PostgreSQL; the
+// provider's log (-v=10) holds no value and no Vault token.
+func TestVaultProvider(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/var/run/secrets-store-csi-providers/vault.sock"); err != nil {
+		t.Fatalf("provider-vault is not running (test/cluster/up.sh starts it with SSCSI_VAULT=1, which test/e2e/run.sh sets): %v", err)
+	}
+	lv := readLocalVault(t)
+	recordSecret(lv.RootToken) // no component log may hold it
+	v := vaulttest.Connect(t, lv.Address, lv.RootToken, nil)
+	pg := &vaulttest.Postgres{Host: lv.PGHost, Port: lv.PGPort, Database: "postgres"}
+
+	ns := fw.Namespace(t, "vault")
+	if _, err := fw.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A role and policy of this test's own: only this namespace's "app" service account, only its
+	// KV path and the database role.
+	v.WritePolicy(t, ns, `
+path "secret/data/`+ns+`/*" { capabilities = ["read"] }
+path "database/creds/`+ns+`" { capabilities = ["read"] }
+`)
+	v.DatabaseRole(t, "database", vaulttest.DBRole{Name: ns, DefaultTTL: 20 * time.Minute, MaxTTL: time.Hour})
+	v.KubernetesRole(t, "kubernetes", ns, vaulttest.Role{
+		ServiceAccounts: []string{"app"}, Namespaces: []string{ns}, Policies: []string{ns}, TTL: 20 * time.Minute,
+	})
+	apiKey := secretValue("vault-kv")
+	v.PutKV(t, "secret", ns+"/config", map[string]any{"api-key": apiKey, "mode": "e2e"})
+
+	objects := strings.Join([]string{
+		`- {objectName: api-key, secretPath: "secret/data/` + ns + `/config", secretKey: api-key}`,
+		`- {objectName: db-username, secretPath: "database/creds/` + ns + `", secretKey: username}`,
+		`- {objectName: db-password, secretPath: "database/creds/` + ns + `", secretKey: password}`,
+	}, "\n")
+	spc := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": framework.SPCGroup + "/v1",
+		"kind":       "SecretProviderClass",
+		"metadata":   map[string]any{"name": "vault", "namespace": ns},
+		"spec": map[string]any{
+			"provider": "vault",
+			"parameters": map[string]any{
+				"roleName":     ns,
+				"vaultAddress": lv.Address,
+				"audience":     "vault",
+				"objects":      objects,
+			},
+			"secretObjects": []any{map[string]any{
+				"secretName": "app-vault",
+				"type":       "Opaque",
+				"data": []any{
+					map[string]any{"objectName": "api-key", "key": "api-key"},
+					map[string]any{"objectName": "db-password", "key": "db-password"},
+				},
+			}},
+		},
+	}}
+	if _, err := fw.Dynamic.Resource(framework.SPCResource("v1")).Namespace(ns).Create(t.Context(), spc, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating SecretProviderClass: %v", err)
+	}
+	vol := framework.CSIVolume{Name: "vault", SPC: "vault"}
+	pod := framework.BusyboxPod(ns, "app", vol)
+	pod.Spec.ServiceAccountName = "app"
+	fw.CreatePod(t, pod)
+	fw.WaitPodRunning(t, ns, "app", podTimeout)
+
+	dir := vol.MountPath()
+	if got := fw.ReadFile(t, ns, "app", dir+"/api-key"); got != apiKey {
+		t.Fatalf("api-key file is not the KV v2 value (%d bytes)", len(got))
+	}
+	user := fw.ReadFile(t, ns, "app", dir+"/db-username")
+	pass := fw.ReadFile(t, ns, "app", dir+"/db-password")
+	recordSecret(pass)
+	checkDB := func(when string) {
+		t.Helper()
+		if got, err := pg.Query(t.Context(), user, pass, "SELECT current_user"); err != nil || got != user {
+			t.Fatalf("%s: the mounted database credential does not log in to PostgreSQL: %v", when, err)
+		}
+	}
+	checkDB("after mount")
+	if leases := v.Leases(t, "database/creds/"+ns); len(leases) != 1 {
+		t.Fatalf("%d live leases of database role %s after the mount, want 1", len(leases), ns)
+	}
+	waitSecret(t, ns, "app-vault", map[string]string{"api-key": apiKey, "db-password": pass})
+
+	// Each round changes the KV value and waits until rotation delivers it: proof that the
+	// provider was asked again. The database credential must not change.
+	for round := 1; round <= vaultRotations; round++ {
+		apiKey = secretValue("vault-kv")
+		version := v.PutKV(t, "secret", ns+"/config", map[string]any{"api-key": apiKey, "mode": "e2e"})
+		took := fw.WaitFileContent(t, ns, "app", dir+"/api-key", apiKey, 4*time.Minute)
+		t.Logf("rotation %d: KV v2 version %d reached the file after %s", round, version, took.Round(time.Second))
+		if got := fw.ReadFile(t, ns, "app", dir+"/db-username"); got != user {
+			t.Fatalf("rotation %d: the database credential was re-issued (user changed)", round)
+		}
+		if got := fw.ReadFile(t, ns, "app", dir+"/db-password"); got != pass {
+			t.Fatalf("rotation %d: the database password changed", round)
+		}
+		checkDB("rotation")
+		waitSecret(t, ns, "app-vault", map[string]string{"api-key": apiKey, "db-password": pass})
+	}
+	if leases := v.Leases(t, "database/creds/"+ns); len(leases) != 1 {
+		t.Fatalf("%d live leases of database role %s after %d rotations, want 1 (re-issued on a poll)", len(leases), ns, vaultRotations)
+	}
+
+	// The provider logs at -v=10: no value, no Vault token, no service account token in it. Its
+	// verbose call dump ("provider call", -v>=5) must be there, or the check proves nothing.
+	logs := providerVaultLogs(t)
+	verbose := false
+	for _, path := range logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("provider-vault log: %v", err)
+		}
+		verbose = verbose || strings.Contains(string(b), `"provider call"`)
+		for _, needle := range []string{apiKey, pass, user, "hvs.", "hvb.", lv.RootToken, "eyJhbGciOi"} {
+			if strings.Contains(string(b), needle) {
+				t.Errorf("%s holds secret material (a value or a token)", path)
+			}
+		}
+	}
+	if !verbose {
+		t.Errorf("provider-vault logs %v hold no verbose call dump: is it running at -v=10?", logs)
+	}
+}
+
+// providerVaultLogs returns provider-vault's log files: the host process's (up.sh in host and
+// daemonset modes) or the chart DaemonSet pod's (kubelet writes pod logs below the cluster logs).
+func providerVaultLogs(t *testing.T) []string {
+	t.Helper()
+	logs, err := filepath.Glob(filepath.Join(fw.LogsDir, "pods", "*_*provider-vault*_*", "provider", "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host := filepath.Join(fw.LogsDir, "provider-vault.log"); fileExists(host) {
+		logs = append(logs, host)
+	}
+	if len(logs) == 0 {
+		t.Fatalf("no provider-vault log in %s (provider-vault.log or pods/*provider-vault*/provider/*.log)", fw.LogsDir)
+	}
+	return logs
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// recordSecret adds a value the suite did not generate (e.g. a password Vault issued) to the
+// values that must never appear in a component log.
+func recordSecret(v string) {
+	secrets.mu.Lock()
+	defer secrets.mu.Unlock()
+	secrets.values = append(secrets.values, v)
+}
+
+// waitSecret waits until the synced Secret holds want.
+func waitSecret(t *testing.T, ns, name string, want map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		s, err := fw.Client.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{})
+		ok := err == nil
+		for k, v := range want {
+			if !ok || string(s.Data[k]) != v {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("synced Secret %s/%s does not follow the mounted files after 90 s (err %v)", ns, name, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
