@@ -400,7 +400,9 @@ if $want_vault; then
 		die "localvault did not start; see ${LOGS}/localvault.log and ${VAULT_DIR}/vault.log"
 	fi
 	if [ "${SSCSI_DRIVER_MODE:-host}" = chart ]; then
-		kc -n kube-system rollout status ds/secrets-store-provider-vault --timeout=90s >/dev/null ||
+		ds=$(kc -n kube-system get ds -l app.kubernetes.io/name=secrets-store-provider-vault -o name)
+		[ -n "$ds" ] || die "the chart installed no provider-vault DaemonSet (providers.vault.enabled)"
+		kc -n kube-system rollout status "$ds" --timeout=90s >/dev/null ||
 			die "the chart's provider-vault DaemonSet is not ready"
 	else
 		start_bg provider-vault "${REPO_ROOT}/bin/provider-vault" "${PROVIDER_VAULT_ARGS[@]}"
