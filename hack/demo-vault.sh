@@ -51,6 +51,7 @@ step "Vault ${VAULT_VERSION} and PostgreSQL ${PG_MAJOR} on the host (test/vault/
 go build -o bin/localvault ./test/vault/localvault
 # A component of the node (PID and log in the cluster's state), so `make demo-down` stops it.
 stop_component localvault
+stop_stray_localvault
 rm -f "${VDIR}/info.json"
 start_bg localvault "${REPO_ROOT}/bin/localvault" serve -kubeconfig "$ADMIN_KUBECONFIG" -dir "$VDIR" \
 	-pg-dir "$VAULT_PG_DIR" -listen "$VAULT_ADDR_DEMO" -namespace "$DEMO_NS" -service-account demo-app

@@ -23,6 +23,7 @@ stop provider-aws
 stop moto-server
 stop provider-vault
 stop localvault
+stop_stray_localvault
 stop kubelet
 
 ctr_() { ctr --address "$CTRD_SOCK" -n k8s.io "$@"; }

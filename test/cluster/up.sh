@@ -392,6 +392,7 @@ if $want_vault; then
 	[ -x "${REPO_ROOT}/bin/provider-vault" ] || die "bin/provider-vault not built (make build)"
 	(cd "$REPO_ROOT" && go build -o bin/localvault ./test/vault/localvault) ||
 		die "building test/vault/localvault failed"
+	pid_alive localvault >/dev/null || stop_stray_localvault
 	start_bg localvault "${REPO_ROOT}/bin/localvault" serve -kubeconfig "${ADMIN_KUBECONFIG}" \
 		-dir "${VAULT_DIR}" -pg-dir "${VAULT_PG_DIR}" -listen "${VAULT_LISTEN}"
 	# Ready: info.json written by the running localvault (its PID in it; not a stale one). Dead: stop waiting.

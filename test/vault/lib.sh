@@ -18,3 +18,17 @@ VAULT_PG_DIR="/run/sscsi-vault-pg"
 PROVIDER_VAULT_HEALTH="127.0.0.1:8991"
 PROVIDER_VAULT_ARGS=(--endpoint="${PROVIDER_DIR}/vault.sock" --health-addr="${PROVIDER_VAULT_HEALTH}"
 	--vault-addr="http://${VAULT_LISTEN}" --vault-mount=kubernetes --audience=vault -v=10)
+
+# stop_stray_localvault stops a localvault serving VAULT_DIR that has no PID file any more (its state
+# was removed by a down.sh that predates it), so that its Vault does not keep VAULT_LISTEN busy.
+stop_stray_localvault() {
+	local d pid
+	for d in /proc/[0-9]*; do
+		tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q -- "localvault serve .*-dir ${VAULT_DIR} " || continue
+		pid=${d#/proc/}
+		kill -TERM "$pid" 2>/dev/null || continue
+		for _ in $(seq 50); do [ -d "/proc/${pid}" ] || break; sleep 0.2; done
+		kill -KILL "$pid" 2>/dev/null
+		log "  stopped a stray localvault (pid ${pid})"
+	done
+}
