@@ -28,7 +28,7 @@ stop_stray_localvault() {
 		pid=${d#/proc/}
 		kill -TERM "$pid" 2>/dev/null || continue
 		for _ in $(seq 50); do [ -d "/proc/${pid}" ] || break; sleep 0.2; done
-		kill -KILL "$pid" 2>/dev/null
+		kill -KILL "$pid" 2>/dev/null || true
 		log "  stopped a stray localvault (pid ${pid})"
 	done
 }
