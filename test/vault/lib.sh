@@ -24,7 +24,7 @@ PROVIDER_VAULT_ARGS=(--endpoint="${PROVIDER_DIR}/vault.sock" --health-addr="${PR
 stop_stray_localvault() {
 	local d pid
 	for d in /proc/[0-9]*; do
-		tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q -- "localvault serve .*-dir ${VAULT_DIR} " || continue
+		tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -q -- "localvault serve .*-dir ${VAULT_DIR} " || continue
 		pid=${d#/proc/}
 		kill -TERM "$pid" 2>/dev/null || continue
 		for _ in $(seq 50); do [ -d "/proc/${pid}" ] || break; sleep 0.2; done
