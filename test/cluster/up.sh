@@ -289,6 +289,14 @@ chart)
 	done
 	(cd "$REPO_ROOT" && go build -o bin/demoinstall ./hack/demoinstall)
 	values="${CLUSTER_DIR}/chart-values.yaml"
+	vault_values=""
+	if $want_vault; then
+		# provider-vault the way the chart runs it, on the node's network to reach the local Vault;
+		# -v=10 so the e2e suite proves even its most verbose log holds no secret and no token.
+		[ -f "${REPO_ROOT}/bin/images/provider-vault.tar" ] || die "bin/images/provider-vault.tar missing: make build images"
+		vault_values="vault: {enabled: true, image: {repository: ${IMAGE_REPO}/provider-vault, tag: latest, pullPolicy: Never},
+    hostNetwork: true, address: \"http://${VAULT_LISTEN}\", healthAddr: \"${PROVIDER_VAULT_HEALTH}\", extraArgs: [\"-v=10\"]}"
+	fi
 	cat >"$values" <<VALUES
 linux:
   image: {repository: ${IMAGE_REPO}/secrets-store-csi-driver, tag: latest, pullPolicy: Never}
@@ -313,6 +321,7 @@ providers:
     endpointURL: "http://${MOTO_ADDR}"
     cacheTTL: ${AWS_CACHE_TTL}
     env: [{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}, {name: KUBERNETES_SERVICE_PORT, value: "6443"}]
+  ${vault_values}
 # The SecretSync controller with both providers as sidecars; the node's network reaches the API
 # server (no kube-proxy here) and moto.
 syncController:
@@ -325,20 +334,6 @@ syncController:
   logVerbosity: 4
   providers: {fake: {enabled: true}, aws: {enabled: true}}
 VALUES
-	if $want_vault; then
-		# provider-vault the way the chart runs it, on the node's network to reach the local Vault;
-		# -v=10 so the e2e suite proves even its most verbose log holds no secret and no token.
-		[ -f "${REPO_ROOT}/bin/images/provider-vault.tar" ] || die "bin/images/provider-vault.tar missing: make build images"
-		cat >>"$values" <<VALUES
-  vault:
-    enabled: true
-    image: {repository: ${IMAGE_REPO}/provider-vault, tag: latest, pullPolicy: Never}
-    hostNetwork: true
-    address: "http://${VAULT_LISTEN}"
-    healthAddr: "${PROVIDER_VAULT_HEALTH}"
-    extraArgs: ["-v=10"]
-VALUES
-	fi
 	"${REPO_ROOT}/bin/demoinstall" -kubeconfig "$ADMIN_KUBECONFIG" -namespace kube-system -release secrets-store \
 		-chart "${REPO_ROOT}/charts/secrets-store" -values "$values" -replace-unmanaged-csidriver -timeout 3m
 	log "  chart installed (release kube-system/secrets-store)"
