@@ -2,10 +2,12 @@ package aws
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sscsi/secrets-store/internal/objtemplate"
 	"github.com/sscsi/secrets-store/providers/aws/params"
 )
 
@@ -68,4 +70,37 @@ func TestJMESPathFanOutIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("worst accepted shape (100 copies of a 10000-element value, printed): %s", time.Since(start))
+}
+
+// FuzzObjectTemplate: an objectTemplate, as an SPC author writes it, over
+// any JSON value: parsing and rendering stop within objtemplate's bounds,
+// errors are typed, and no error quotes the value (only the template's
+// own text may appear in an error).
+func FuzzObjectTemplate(f *testing.F) {
+	const marker = "s3cr3tMARK"
+	for _, s := range []string{`{{.a}}`, `{{range .b}}{{.}}{{end}}`, `{{printf "%q" .a}}`, `{{index .b 7}}`, `{{.a.b}}`, `{{range 1000000000}}{{end}}`, `{{slice .a 1 99}}`, `{{len .a}}{{eq .a 1}}`, `{{template "x"}}`} {
+		f.Add(s, `{"a":"`+marker+`","b":["`+marker+`",2,{"c":"`+marker+`"}]}`)
+	}
+	f.Fuzz(func(t *testing.T, tmpl, doc string) {
+		objects := "- objectName: a\n  objectType: secretsmanager\n  objectTemplate: " + strconv.Quote(tmpl)
+		objs, err := params.ParseObjects(objects, "")
+		if err != nil || objs[0].Template == nil {
+			return
+		}
+		d, err := decodeJSON([]byte(doc))
+		if err != nil {
+			return
+		}
+		start := time.Now()
+		out, err := renderTemplate(objs[0].Template, d)
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("%q took %s", tmpl, took)
+		}
+		if len(out) > objtemplate.MaxOutput {
+			t.Fatalf("output of %d bytes", len(out))
+		}
+		if err != nil && strings.Contains(err.Error(), marker) && !strings.Contains(tmpl, marker) {
+			t.Fatalf("error quotes the value: %v", err)
+		}
+	})
 }

@@ -60,3 +60,37 @@ func FuzzParseObjects(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseParams: the whole parameter set of a SecretProviderClass.
+// Any input either fails with a *params.Error naming a parameter or
+// yields valid regions, a known address type and objects whose regions
+// are consistent.
+func FuzzParseParams(f *testing.F) {
+	f.Add("- {objectName: a, objectType: secretsmanager}", "us-east-1", "", "", "", "", "")
+	f.Add("- {objectName: 'arn:aws:secretsmanager:eu-west-1:1:secret:x-AbCdEf'}", "eu-west-1", "eu-central-1", "False", "true", "ipv6", "")
+	f.Add("- {objectName: /p, objectType: ssmparameter, failoverObject: {objectName: /q}}", "", "us-west-2", "_", "1", "IPv4", "us-east-1")
+	f.Add("", "us east 1", "us-east-1", "bad", "maybe", "ipv5", "")
+	f.Fuzz(func(t *testing.T, objects, region, failover, pathTranslation, podIdentity, addressType, defaultRegion string) {
+		p, err := ParseParams(map[string]string{
+			ParamObjects: objects, ParamRegion: region, ParamFailoverRegion: failover, ParamPathTranslation: pathTranslation,
+			ParamUsePodIdentity: podIdentity, ParamPreferredAddressType: addressType,
+		}, defaultRegion)
+		if err != nil {
+			if !isParamError(err) {
+				t.Fatalf("error is not a *params.Error naming a parameter: %v", err)
+			}
+			return
+		}
+		if !ValidRegion(p.Region) || (p.FailoverRegion != "" && (!ValidRegion(p.FailoverRegion) || p.FailoverRegion == p.Region)) {
+			t.Fatalf("accepted regions %q / %q", p.Region, p.FailoverRegion)
+		}
+		switch p.PreferredAddressType {
+		case AddressAuto, AddressIPv4, AddressIPv6:
+		default:
+			t.Fatalf("accepted address type %q", p.PreferredAddressType)
+		}
+		if len(p.Objects) == 0 {
+			t.Fatal("accepted no objects")
+		}
+	})
+}

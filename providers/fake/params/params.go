@@ -7,6 +7,7 @@ package params
 import (
 	"fmt"
 	"io/fs"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -80,6 +81,7 @@ func ParseObjects(s string) ([]Object, error) {
 		return nil, invalid("parameter objects is not a YAML list of objects: %v", err)
 	}
 	seen := map[string]bool{}
+	files, dirs := map[string]int{}, map[string]int{} // path -> index of the object that made it
 	for i, o := range objs {
 		if o.ObjectName == "" {
 			return nil, invalid("objects[%d].objectName is empty", i)
@@ -88,8 +90,12 @@ func ParseObjects(s string) ([]Object, error) {
 			return nil, invalid("objects[%d].objectName %q is listed twice", i, o.ObjectName)
 		}
 		seen[o.ObjectName] = true
-		if err := atomicfs.ValidatePath(o.File()); err != nil {
-			return nil, invalid("objects[%d] (%s): path %q is not a usable file name: %v", i, o.ObjectName, o.File(), err)
+		f := o.File()
+		if err := atomicfs.ValidatePath(f); err != nil {
+			return nil, invalid("objects[%d] (%s): path %q is not a usable file name: %v", i, o.ObjectName, f, err)
+		}
+		if err := collides(i, f, files, dirs); err != nil {
+			return nil, err
 		}
 		switch o.Source {
 		case SourceValue, SourceTokenAudiences, SourcePodInfo:
@@ -116,6 +122,28 @@ func ParseObjects(s string) ([]Object, error) {
 		}
 	}
 	return objs, nil
+}
+
+// collides refuses a file of object i that another object already writes,
+// that is another's directory, or whose directory is another's file; it
+// records f otherwise.
+func collides(i int, f string, files, dirs map[string]int) error {
+	if j, ok := files[f]; ok {
+		return invalid("objects[%d]: file %q is also written by objects[%d]; set a distinct path", i, f, j)
+	}
+	if j, ok := dirs[f]; ok {
+		return invalid("objects[%d]: file %q is a directory of objects[%d]'s path; set a distinct path", i, f, j)
+	}
+	for d := path.Dir(f); d != "."; d = path.Dir(d) {
+		if j, ok := files[d]; ok {
+			return invalid("objects[%d]: path %q needs directory %q, which is objects[%d]'s file; set a distinct path", i, f, d, j)
+		}
+	}
+	files[f] = i
+	for d := path.Dir(f); d != "."; d = path.Dir(d) {
+		dirs[d] = i
+	}
+	return nil
 }
 
 func parseMode(s string) (fs.FileMode, error) {

@@ -106,8 +106,18 @@ func run(n int, dir string) error {
 		return err
 	}
 	per := func(k string) float64 { return float64(after[k]-before[k]) / float64(n) }
+	var st unix.Statfs_t
+	if err := unix.Statfs(targets[0], &st); err != nil {
+		return err
+	}
+	used := float64(st.Files - st.Ffree)
 	fmt.Printf("limits: %d files, %d directories, depth %d -> nr_inodes %d per tmpfs\n", lim.MaxFiles, lim.MaxDirs, lim.MaxDepth, inodes)
 	fmt.Printf("%d worst-case volumes: per volume Slab +%.0f KiB (SUnreclaim +%.0f KiB), Shmem +%.0f KiB\n",
 		n, per("Slab"), per("SUnreclaim"), per("Shmem"))
+	// A rotation holds two payloads for a moment, and a legacy provider
+	// writes what it likes: nr_inodes is the bound. Extrapolate the slab
+	// cost per inode to a volume filled to it.
+	fmt.Printf("inodes used per volume: %.0f; at nr_inodes (%d): Slab ~%.1f MiB per volume\n",
+		used, inodes, per("Slab")/used*float64(inodes)/1024)
 	return nil
 }
