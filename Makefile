@@ -12,7 +12,7 @@ GOLANGCI_LINT := $(CACHE_DIR)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golan
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
 
 .PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-inodes bench-aws-calls bench-secretsync bench-vault-calls \
-	cluster-up cluster-down kubeconfig e2e demo demo-down images chart-lint vault-server test-vault demo-vault
+	cluster-up cluster-down kubeconfig e2e e2e-restart e2e-scale bench-apiserver demo demo-down images chart-lint vault-server test-vault demo-vault
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,6 +65,11 @@ bench: ## publish benchmarks through the CSI socket
 bench-inodes: ## kernel memory of worst-case accepted volumes (root; real tmpfs)
 	$(GO) run ./test/bench/inodes -volumes $(or $(VOLUMES),50)
 
+bench-apiserver: ## what DRIVERS (100) driver processes cost one kube-apiserver: watches, requests idle/per mount/per rotation
+	test/cluster/build.sh >/dev/null
+	$(MAKE) -s build
+	set -o pipefail; SSCSI_DRIVER_BIN=$(CURDIR)/bin/secrets-store-csi-driver $(GO) test -run '^$$' -bench APIServerCost -benchtime 1x -count 1 -timeout 30m ./test/bench/apiserver/ 2>&1 | grep -vE '^(E|I|W)[0-9]{4} '
+
 bench-aws-calls: ## count AWS API calls for the reference workloads: 100 pods of 1 service account, then across 20 accounts x 5 roles (ARGS="-credentials-cache=false")
 	$(GO) run ./test/bench/awscalls $(ARGS)
 	$(GO) run ./test/bench/awscalls -service-accounts 20 -roles 5 $(ARGS)
@@ -94,6 +99,12 @@ kubeconfig: ## print the admin kubeconfig path (last line)
 
 e2e: ## end-to-end suite on the local cluster (brings one up if needed)
 	test/e2e/run.sh
+
+e2e-restart: ## restarts and crashes on the local node: driver SIGKILL/rollout, kill mid-publish, provider crash, API server away
+	test/e2e/run.sh -tags e2e,restart -run '^(TestDriverRestart|TestDriverKilledMidPublish|TestProviderCrash|TestAPIServerAwayDuringRotation)$$'
+
+e2e-scale: ## 110 pods x 2 volumes (two providers) on the local node at once: time, driver RSS/CPU, cleanup
+	test/e2e/run.sh -tags e2e,scale -run '^TestScaleFullNode$$' -timeout 30m
 
 demo: ## local node + chart + providers + a pod mounting real secrets
 	hack/demo.sh

@@ -77,14 +77,7 @@ func Start(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	var err error
-	crdCfg := rest.CopyConfig(rc)
-	crdCfg.GroupVersion = &ssv1.SchemeGroupVersion
-	crdCfg.APIPath = "/apis"
-	crdCfg.QPS, crdCfg.Burst = 1000, 1000
-	scheme := runtime.NewScheme()
-	_ = ssv1.AddToScheme(scheme)
-	crdCfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
-	if env.CRD, err = rest.RESTClientFor(crdCfg); err != nil {
+	if env.CRD, err = CRDClient(rc); err != nil {
 		t.Fatal(err)
 	}
 
@@ -185,6 +178,18 @@ func isSocket(p string) bool {
 	}
 	_ = c.Close()
 	return true
+}
+
+// CRDClient is a REST client for secrets-store.csi.x-k8s.io/v1 on rc.
+func CRDClient(rc *rest.Config) (rest.Interface, error) {
+	crdCfg := rest.CopyConfig(rc)
+	crdCfg.GroupVersion = &ssv1.SchemeGroupVersion
+	crdCfg.APIPath = "/apis"
+	crdCfg.QPS, crdCfg.Burst = 1000, 1000
+	scheme := runtime.NewScheme()
+	_ = ssv1.AddToScheme(scheme)
+	crdCfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	return rest.RESTClientFor(crdCfg)
 }
 
 // CreateSPC creates a SecretProviderClass for the fake provider.

@@ -89,6 +89,7 @@ type fakeObject struct {
 	Source         string `json:"source,omitempty"`
 	Key            string `json:"key,omitempty"`
 	Path           string `json:"path,omitempty"`
+	Delay          string `json:"delay,omitempty"`
 }
 
 func fakeParams(t *testing.T, objs ...fakeObject) map[string]string {
