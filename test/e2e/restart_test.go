@@ -36,10 +36,11 @@ func waitServed(t *testing.T, objectName string, after int, timeout time.Duratio
 	}
 }
 
-// mountsOf returns the mounts below a pod's volumes directory on the node.
+// mountsOf returns the mounts of a pod's CSI volumes on the node (its service account token's
+// projected volume is kubelet's, not ours).
 func mountsOf(t *testing.T, podUID string) []string {
 	t.Helper()
-	m, err := framework.MountsUnder(filepath.Join(framework.KubeletDir, "pods", podUID, "volumes"))
+	m, err := framework.MountsUnder(filepath.Join(framework.KubeletDir, "pods", podUID, "volumes", "kubernetes.io~csi"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +222,7 @@ func TestAPIServerAwayDuringRotation(t *testing.T) {
 	fw.WaitSPCPodStatus(t, ns, "app", "app", 30*time.Second)
 	file := filepath.Join(framework.VolumeDir(pod, vol.Name), obj)
 
-	restart := framework.APIServer.Stop(t, syscall.SIGTERM)
+	restart := framework.APIServer.Stop(t, syscall.SIGKILL) // a crash (after SIGTERM it drained for more than 30s here)
 	restarted := false
 	defer func() {
 		if !restarted {

@@ -37,9 +37,13 @@ type Writer struct {
 	cfg  Config
 	wake chan struct{}
 
-	mu      sync.Mutex                                    // guards pending, written, inflight, targets
+	mu      sync.Mutex                                    // guards pending, written, stored, inflight, targets
 	pending map[string]*ssv1.SecretProviderClassPodStatus // by namespace/name, latest wins
 	written map[string]ssv1.SecretProviderClassPodStatusStatus
+	// stored is each object as the API server returned it after this
+	// writer's last write (with its resourceVersion), so that the next
+	// change is one update instead of create, get and update.
+	stored map[string]*ssv1.SecretProviderClassPodStatus
 	// inflight holds the statuses being written right now, so that a
 	// Record of the same state during the write is not queued again.
 	inflight map[string]ssv1.SecretProviderClassPodStatusStatus
@@ -61,6 +65,7 @@ func New(cfg Config) (*Writer, error) {
 		wake:     make(chan struct{}, 1),
 		pending:  map[string]*ssv1.SecretProviderClassPodStatus{},
 		written:  map[string]ssv1.SecretProviderClassPodStatusStatus{},
+		stored:   map[string]*ssv1.SecretProviderClassPodStatus{},
 		inflight: map[string]ssv1.SecretProviderClassPodStatusStatus{},
 		targets:  map[string]string{},
 	}, nil
@@ -121,6 +126,7 @@ func (w *Writer) Forget(target string) {
 	if key, ok := w.targets[target]; ok {
 		delete(w.pending, key)
 		delete(w.written, key)
+		delete(w.stored, key)
 		delete(w.targets, target)
 	}
 }
@@ -172,7 +178,10 @@ func (w *Writer) flush(ctx context.Context) (failed bool) {
 	}
 	w.mu.Unlock()
 	for key, obj := range batch {
-		err := w.write(ctx, obj)
+		w.mu.Lock()
+		prev := w.stored[key]
+		w.mu.Unlock()
+		stored, err := w.write(ctx, prev, obj)
 		w.mu.Lock()
 		delete(w.inflight, key)
 		switch {
@@ -180,11 +189,15 @@ func (w *Writer) flush(ctx context.Context) (failed bool) {
 			// Forgotten while the write was in flight: the volume is gone.
 		case err != nil:
 			failed = true
+			delete(w.stored, key)
 			if _, newer := w.pending[key]; !newer {
 				w.pending[key] = obj
 			}
 		default:
 			w.written[key] = obj.Status
+			if stored != nil {
+				w.stored[key] = stored
+			}
 		}
 		w.mu.Unlock()
 		if err != nil {
@@ -205,19 +218,55 @@ func (w *Writer) trackedLocked(key string) bool {
 	return false
 }
 
-func (w *Writer) write(ctx context.Context, obj *ssv1.SecretProviderClassPodStatus) error {
+// write makes the API object carry obj's status, node label and owners.
+// prev is the object after this writer's last write, if any: a change is
+// then a single update with its resourceVersion, and only a conflict (or a
+// vanished object) costs the create, get and update that a first write or a
+// restarted driver needs. It returns the object as stored (nil when nothing
+// had to be written).
+func (w *Writer) write(ctx context.Context, prev, obj *ssv1.SecretProviderClassPodStatus) (*ssv1.SecretProviderClassPodStatus, error) {
 	res := "secretproviderclasspodstatuses"
-	err := w.cfg.Client.Post().Namespace(obj.Namespace).Resource(res).Body(obj).Do(ctx).Error()
+	if prev != nil {
+		cur := prev.DeepCopy()
+		if !w.merge(cur, obj) {
+			return prev, nil
+		}
+		out := &ssv1.SecretProviderClassPodStatus{}
+		err := w.cfg.Client.Put().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Body(cur).Do(ctx).Into(out)
+		if err == nil {
+			return out, nil
+		}
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("update: %w", err)
+		}
+		// Changed by someone else, or deleted: start over.
+	}
+	out := &ssv1.SecretProviderClassPodStatus{}
+	err := w.cfg.Client.Post().Namespace(obj.Namespace).Resource(res).Body(obj).Do(ctx).Into(out)
+	if err == nil {
+		return out, nil
+	}
 	if !apierrors.IsAlreadyExists(err) {
-		return err
+		return nil, err
 	}
 	cur := &ssv1.SecretProviderClassPodStatus{}
 	if err := w.cfg.Client.Get().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Do(ctx).Into(cur); err != nil {
-		return fmt.Errorf("get: %w", err)
+		return nil, fmt.Errorf("get: %w", err)
 	}
-	// Owners are only added, never replaced: references written by others
-	// stay.
-	missing := []metav1.OwnerReference{}
+	if !w.merge(cur, obj) {
+		return cur, nil
+	}
+	if err := w.cfg.Client.Put().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Body(cur).Do(ctx).Into(out); err != nil {
+		return nil, fmt.Errorf("update: %w", err)
+	}
+	return out, nil
+}
+
+// merge makes cur carry obj's status, this node's label and obj's owners
+// (owners are only added, never replaced: references written by others
+// stay). It reports whether cur changed.
+func (w *Writer) merge(cur, obj *ssv1.SecretProviderClassPodStatus) bool {
+	var missing []metav1.OwnerReference
 	for _, o := range obj.OwnerReferences {
 		found := false
 		for _, c := range cur.OwnerReferences {
@@ -228,7 +277,7 @@ func (w *Writer) write(ctx context.Context, obj *ssv1.SecretProviderClassPodStat
 		}
 	}
 	if reflect.DeepEqual(cur.Status, obj.Status) && cur.Labels[ssv1.NodeNameLabel] == w.cfg.NodeName && len(missing) == 0 {
-		return nil
+		return false
 	}
 	cur.Status = obj.Status
 	if cur.Labels == nil {
@@ -236,8 +285,5 @@ func (w *Writer) write(ctx context.Context, obj *ssv1.SecretProviderClassPodStat
 	}
 	cur.Labels[ssv1.NodeNameLabel] = w.cfg.NodeName
 	cur.OwnerReferences = append(cur.OwnerReferences, missing...)
-	if err := w.cfg.Client.Put().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Body(cur).Do(ctx).Error(); err != nil {
-		return fmt.Errorf("update: %w", err)
-	}
-	return nil
+	return true
 }

@@ -5,7 +5,9 @@ package podstatus_test
 import (
 	"fmt"
 	"io/fs"
+	"net/http"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,9 +99,39 @@ func outcome(pod *corev1.Pod, versions ...ssv1.SecretProviderClassObject) publis
 	}
 }
 
+// counter counts the requests of a client by method.
+type counter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		c.mu.Lock()
+		c.n[r.Method]++
+		c.mu.Unlock()
+		return rt.RoundTrip(r)
+	})
+}
+
+func (c *counter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.n
+	c.n = map[string]int{}
+	return n
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 func TestPodStatusAgainstAPIServer(t *testing.T) {
 	rc := controlplane.ForTest(t)
-	kc, err := kubeclient.NewForConfig(rc, kubeclient.Config{QPS: 50, Burst: 100})
+	calls := &counter{n: map[string]int{}}
+	counted := rest.CopyConfig(rc)
+	counted.Wrap(calls.wrap)
+	kc, err := kubeclient.NewForConfig(counted, kubeclient.Config{QPS: 50, Burst: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,19 +209,52 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 			t.Errorf("unchanged status rewritten: resourceVersion %s -> %s", got.ResourceVersion, same.ResourceVersion)
 		}
 
-		// A rotation changes a version: the object follows.
+		// A rotation changes a version: the object follows, in one update
+		// (the writer remembers the resourceVersion of its last write).
+		waitObjects := func(t *testing.T, want []ssv1.SecretProviderClassObject) *ssv1.SecretProviderClassPodStatus {
+			t.Helper()
+			var cur *ssv1.SecretProviderClassPodStatus
+			eventually(t, 10*time.Second, func() error {
+				cur, err = e.get(t, "created", name)
+				if err != nil {
+					return err
+				}
+				if !reflect.DeepEqual(cur.Status.Objects, want) {
+					return fmt.Errorf("objects = %v, want %v", cur.Status.Objects, want)
+				}
+				return nil
+			})
+			return cur
+		}
 		v2 := []ssv1.SecretProviderClassObject{{ID: "a", Version: "1"}, {ID: "b", Version: "2"}}
+		calls.take()
 		w.Record(outcome(pod, v2...))
-		eventually(t, 10*time.Second, func() error {
-			cur, err := e.get(t, "created", name)
-			if err != nil {
-				return err
-			}
-			if !reflect.DeepEqual(cur.Status.Objects, v2) {
-				return fmt.Errorf("objects = %v, want %v", cur.Status.Objects, v2)
+		waitObjects(t, v2)
+		eventually(t, 5*time.Second, func() error {
+			if w.Pending() != 0 {
+				return fmt.Errorf("pending")
 			}
 			return nil
 		})
+		if got := calls.take(); got[http.MethodPut] != 1 || got[http.MethodPost] != 0 {
+			t.Errorf("requests of the writer for one change (plus the test's GETs): %v, want a single PUT", got)
+		}
+
+		// Someone else changed the object meanwhile: the update conflicts,
+		// the writer reads it again and keeps the other writer's label.
+		cur, err := e.get(t, "created", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Labels["other"] = "kept"
+		if err := e.crd.Put().Namespace("created").Resource("secretproviderclasspodstatuses").Name(name).Body(cur).Do(t.Context()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		v3 := []ssv1.SecretProviderClassObject{{ID: "a", Version: "3"}, {ID: "b", Version: "2"}}
+		w.Record(outcome(pod, v3...))
+		if got := waitObjects(t, v3); got.Labels["other"] != "kept" || got.Labels[ssv1.NodeNameLabel] != "node-a" {
+			t.Errorf("labels after a conflicting update = %v, want other's label kept and the node label", got.Labels)
+		}
 	})
 
 	t.Run("a failed write is retried", func(t *testing.T) {

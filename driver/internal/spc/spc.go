@@ -72,7 +72,11 @@ func Resolve(ctx context.Context, g Getter, namespace, name string) (*Spec, erro
 }
 
 // RESTGetter reads SecretProviderClasses on demand (no cluster-wide cache)
-// through a REST client for secrets-store.csi.x-k8s.io/v1.
+// through a REST client for secrets-store.csi.x-k8s.io/v1. Reads ask for
+// resourceVersion "0": the API server answers from its watch cache instead
+// of reading etcd, which is what keeps a rotation's read of the class cheap
+// on a large cluster. A class the watch cache does not know yet (created a
+// moment ago) is read again from etcd before the mount is refused.
 type RESTGetter struct {
 	Client rest.Interface
 }
@@ -80,7 +84,12 @@ type RESTGetter struct {
 // Get implements Getter.
 func (r RESTGetter) Get(ctx context.Context, namespace, name string) (*ssv1.SecretProviderClass, error) {
 	out := &ssv1.SecretProviderClass{}
-	err := r.Client.Get().Namespace(namespace).Resource("secretproviderclasses").Name(name).Do(ctx).Into(out)
+	req := r.Client.Get().Namespace(namespace).Resource("secretproviderclasses").Name(name)
+	err := req.Param("resourceVersion", "0").Do(ctx).Into(out)
+	if apierrors.IsNotFound(err) {
+		out = &ssv1.SecretProviderClass{}
+		err = r.Client.Get().Namespace(namespace).Resource("secretproviderclasses").Name(name).Do(ctx).Into(out)
+	}
 	if err != nil {
 		return nil, err
 	}

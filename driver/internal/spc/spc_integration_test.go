@@ -4,12 +4,17 @@ package spc_test
 
 import (
 	"errors"
+	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
@@ -25,7 +30,20 @@ func TestResolveAgainstAPIServer(t *testing.T) {
 	if err := driverharness.InstallCRDs(t.Context(), rc); err != nil {
 		t.Fatal(err)
 	}
-	kc, err := kubeclient.NewForConfig(rc, kubeclient.Config{QPS: 50, Burst: 100})
+	var mu sync.Mutex
+	var queries []string
+	counted := rest.CopyConfig(rc)
+	counted.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripper(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodGet {
+				mu.Lock()
+				queries = append(queries, r.URL.RawQuery)
+				mu.Unlock()
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	kc, err := kubeclient.NewForConfig(counted, kubeclient.Config{QPS: 50, Burst: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,4 +92,44 @@ func TestResolveAgainstAPIServer(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	// Reads come from the API server's watch cache (resourceVersion=0);
+	// a class created a moment ago is found all the same, and an update
+	// shows up.
+	mu.Lock()
+	first := queries[0]
+	mu.Unlock()
+	if !strings.Contains("&"+first+"&", "&resourceVersion=0&") {
+		t.Errorf("first read's query = %q, want resourceVersion=0 (the watch cache)", first)
+	}
+	for i := range 20 {
+		name := fmt.Sprintf("fresh-%d", i)
+		mk("team-a", name, "fake")
+		if s, err := spc.Resolve(t.Context(), g, "team-a", name); err != nil || s.Provider != "fake" {
+			t.Fatalf("Resolve right after create(%s) = %+v, %v", name, s, err)
+		}
+	}
+	cur, err := g.Get(t.Context(), "team-a", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upd := cur.DeepCopy()
+	upd.Spec.Parameters = map[string]string{"objects": "changed"}
+	if err := kc.CRD.Put().Namespace("team-a").Resource("secretproviderclasses").Name("db").Body(upd).Do(t.Context()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, err := spc.Resolve(t.Context(), g, "team-a", "db")
+		if err == nil && s.Parameters["objects"] == "changed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an updated class still reads %+v, %v after 5s", s, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -126,12 +126,13 @@ func (c Component) start(t testing.TB, p hostProcess) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("restart %s: %v", c.Name, err)
 	}
-	if err := os.WriteFile(c.pidFile(), fmt.Appendf(nil, "%d %s\n", cmd.Process.Pid, p.exe), 0o644); err != nil {
+	pid := cmd.Process.Pid
+	if err := os.WriteFile(c.pidFile(), fmt.Appendf(nil, "%d %s\n", pid, p.exe), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// The process outlives the test binary (the cluster keeps it); never wait for it here.
 	_ = cmd.Process.Release()
-	t.Logf("%s restarted (pid %d)", c.Name, cmd.Process.Pid)
+	t.Logf("%s restarted (pid %d)", c.Name, pid)
 }
 
 // Kill ends the component with SIGKILL and brings it back: a host process is restarted with
