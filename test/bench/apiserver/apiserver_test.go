@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,13 +46,17 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
-// counts is a snapshot of the API server's request counters by "VERB resource", plus gauges.
+// counts is a snapshot of the API server's request counters by "VERB resource", its etcd
+// requests by operation (what a request cost behind the API server: a read served from the
+// watch cache costs none), plus gauges.
 type counts struct {
 	requests map[string]float64
+	etcd     map[string]float64
 	watches  float64 // apiserver_longrunning_requests{verb="WATCH"}
 }
 
 var (
+	etcdLine  = regexp.MustCompile(`^etcd_requests_total\{(.*)\} ([0-9.e+]+)$`)
 	reqLine   = regexp.MustCompile(`^apiserver_request_total\{(.*)\} ([0-9.e+]+)$`)
 	watchLine = regexp.MustCompile(`^apiserver_longrunning_requests\{(.*)\} ([0-9.e+]+)$`)
 	labelRe   = regexp.MustCompile(`(\w+)="([^"]*)"`)
@@ -77,7 +82,7 @@ func scrape(b *testing.B, rc *rest.Config) counts {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
-	c := counts{requests: map[string]float64{}}
+	c := counts{requests: map[string]float64{}, etcd: map[string]float64{}}
 	s := bufio.NewScanner(resp.Body)
 	s.Buffer(make([]byte, 1<<20), 1<<20)
 	for s.Scan() {
@@ -89,6 +94,9 @@ func scrape(b *testing.B, rc *rest.Config) counts {
 			}
 			v, _ := strconv.ParseFloat(m[2], 64)
 			c.requests[l["verb"]+" "+l["resource"]] += v
+		} else if m := etcdLine.FindStringSubmatch(line); m != nil {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			c.etcd["etcd-"+labels(m[1])["operation"]] += v
 		} else if m := watchLine.FindStringSubmatch(line); m != nil {
 			if labels(m[1])["verb"] == "WATCH" {
 				v, _ := strconv.ParseFloat(m[2], 64)
@@ -105,9 +113,18 @@ func scrape(b *testing.B, rc *rest.Config) counts {
 // delta is after-before per counter, without zeroes and without the benchmark's own traffic
 // (it only reads /metrics, which has no resource label).
 func delta(before, after counts) map[string]float64 {
+	return sub(before.requests, after.requests)
+}
+
+// etcdDelta is after-before of the API server's etcd requests by operation. It includes the API
+// server's own background traffic (leases, compaction, other controllers): read it against the
+// idle figure.
+func etcdDelta(before, after counts) map[string]float64 { return sub(before.etcd, after.etcd) }
+
+func sub(before, after map[string]float64) map[string]float64 {
 	out := map[string]float64{}
-	for k, v := range after.requests {
-		if d := v - before.requests[k]; d > 0 {
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
 			out[k] = d
 		}
 	}
@@ -130,6 +147,7 @@ func format(m map[string]float64, per float64) string {
 	if len(parts) == 0 {
 		return "none"
 	}
+	sort.Strings(parts)
 	return strings.Join(parts, " ")
 }
 
@@ -182,6 +200,7 @@ func BenchmarkAPIServerCost(b *testing.B) {
 	provDir := filepath.Join(dir, "providers")
 	go func() { _ = psrv.Serve(ctx, filepath.Join(provDir, "fake.sock")) }()
 
+	before := scrape(b, rc)
 	drivers := make([]*driverProc, nDrivers)
 	for i := range drivers {
 		d := &driverProc{dir: filepath.Join(dir, fmt.Sprintf("node-%03d", i))}
@@ -291,14 +310,20 @@ func BenchmarkAPIServerCost(b *testing.B) {
 
 		vols := float64(nDrivers * nVols)
 		fmt.Printf("\nAPI server cost of %d drivers (%d volumes each, rotation every %s), from the API server's metrics:\n", nDrivers, nVols, interval)
-		fmt.Printf("  open watches (all drivers):           %.0f (before start-up of drivers: see c0)\n", c1.watches)
+		fmt.Printf("  open watches:                         %.0f with the drivers, %.0f before they started\n", c1.watches, before.watches)
 		fmt.Printf("  idle requests per driver per minute:  %.3f  [%s]\n", total(idleReq)/perMin, format(idleReq, perMin))
 		fmt.Printf("  requests per first mount:             %.3f  [%s]\n", total(mountReq)/vols, format(mountReq, vols))
 		fmt.Printf("  requests per rotation (unchanged):    %.3f  [%s]\n", total(rotReq)/vols, format(rotReq, vols))
 		fmt.Printf("  requests per rotation (changed):      %.3f  [%s]\n", total(rotChangedReq)/vols, format(rotChangedReq, vols))
 		fmt.Printf("  requests per unmount:                 %.3f  [%s]\n", total(unmountReq)/vols, format(unmountReq, vols))
 		fmt.Printf("  driver RSS idle, mean:                %.1f MiB (no informer caches)\n", rssSum/float64(nDrivers))
-		b.ReportMetric(c1.watches, "watches")
+		fmt.Printf("  etcd requests of the API server (incl. its own background):\n")
+		fmt.Printf("    idle, per driver per minute:        %s\n", format(etcdDelta(c0, c1), perMin))
+		fmt.Printf("    per first mount:                    %s\n", format(etcdDelta(c1, c2), vols))
+		fmt.Printf("    per rotation (unchanged):           %s\n", format(etcdDelta(c2, c3), vols))
+		fmt.Printf("    per rotation (changed):             %s\n", format(etcdDelta(c3, c4), vols))
+		fmt.Printf("    per unmount:                        %s\n", format(etcdDelta(c4, c5), vols))
+		b.ReportMetric(c1.watches-before.watches, "driver-watches")
 		b.ReportMetric(total(idleReq)/perMin, "idle-req/driver/min")
 		b.ReportMetric(total(mountReq)/vols, "req/mount")
 		b.ReportMetric(total(rotReq)/vols, "req/rotation")
