@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -107,7 +108,9 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	ddone := make(chan error, 1)
 	if o.Binary != "" {
-		cmd := exec.CommandContext(ctx, o.Binary, argsFor(cfg)...)
+		// SSCSI_DRIVER_ARGS adds flags, e.g. "--enable-pprof --pprof-port=6066" to profile a
+		// benchmark's driver.
+		cmd := exec.CommandContext(ctx, o.Binary, append(argsFor(cfg), strings.Fields(os.Getenv("SSCSI_DRIVER_ARGS"))...)...)
 		logf, err := os.Create(filepath.Join(dir, "driver.log"))
 		if err != nil {
 			t.Fatal(err)
