@@ -3,7 +3,7 @@ package secretdata
 import (
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Creator is the CreatedByAnnotation value for an object of kind
@@ -20,11 +20,14 @@ func Creator(kind, name string) string { return kind + "/" + name }
 // this, anyone who may create a SecretProviderClass or SecretSync could
 // overwrite, and through owner references have garbage-collected, any
 // Secret of the namespace.
-func MayWrite(cur *corev1.Secret, creator string) (bool, string) {
-	by, hasBy := cur.Annotations[CreatedByAnnotation]
-	managed := cur.Labels[ManagedLabel] == "true"
+// cur is the Secret's metadata (a *corev1.Secret, or the driver's own
+// Secret type).
+func MayWrite(cur metav1.Object, creator string) (bool, string) {
+	ann := cur.GetAnnotations()
+	by, hasBy := ann[CreatedByAnnotation]
+	managed := cur.GetLabels()[ManagedLabel] == "true"
 	switch {
-	case cur.Annotations[AllowAdoptionAnnotation] == "true":
+	case ann[AllowAdoptionAnnotation] == "true":
 		return true, ""
 	case managed && by == creator:
 		return true, ""

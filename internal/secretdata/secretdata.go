@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -33,29 +32,53 @@ const (
 	AllowAdoptionAnnotation = "secrets-store.csi.k8s.io/allow-adoption"
 )
 
+// SecretType is a Secret's type (core/v1 SecretType; convert with
+// corev1.SecretType(t)). The package does not link k8s.io/api/core/v1: its
+// code is about 2 MB of every node's driver binary, for a few constants.
+type SecretType string
+
+// The Secret types and keys the API server checks (the values of the
+// k8s.io/api/core/v1 constants of the same meaning).
+const (
+	TypeOpaque              SecretType = "Opaque"
+	TypeServiceAccountToken SecretType = "kubernetes.io/service-account-token"
+	TypeBootstrapToken      SecretType = "bootstrap.kubernetes.io/token"
+	TypeTLS                 SecretType = "kubernetes.io/tls"
+	TypeDockerConfigJSON    SecretType = "kubernetes.io/dockerconfigjson"
+	TypeDockercfg           SecretType = "kubernetes.io/dockercfg"
+	TypeBasicAuth           SecretType = "kubernetes.io/basic-auth"
+	TypeSSHAuth             SecretType = "kubernetes.io/ssh-auth"
+
+	KeyDockerConfigJSON  = ".dockerconfigjson"
+	KeyDockercfg         = ".dockercfg"
+	KeyBasicAuthUsername = "username"
+	KeyBasicAuthPassword = "password"
+	KeySSHAuthPrivateKey = "ssh-privatekey"
+)
+
 // Keys of a kubernetes.io/tls Secret that are split out of a bundle.
 const (
-	KeyTLSCert = corev1.TLSCertKey
-	KeyTLSKey  = corev1.TLSPrivateKeyKey
+	KeyTLSCert = "tls.crt"
+	KeyTLSKey  = "tls.key"
 )
 
 // MaxBytes is the API server's limit on a Secret's data.
-const MaxBytes = corev1.MaxSecretSize
+const MaxBytes = 1 * 1024 * 1024
 
 // ErrTypeRefused: the Secret type is one Kubernetes itself writes
 // (service account and bootstrap tokens); no sync may create it.
 var ErrTypeRefused = errors.New("secret type refused")
 
 // Type validates a Secret type ("" means Opaque) and returns it.
-func Type(s string) (corev1.SecretType, error) {
-	typ := corev1.SecretType(strings.TrimSpace(s))
+func Type(s string) (SecretType, error) {
+	typ := SecretType(strings.TrimSpace(s))
 	if typ == "" {
-		typ = corev1.SecretTypeOpaque
+		typ = TypeOpaque
 	}
 	if errs := validation.IsQualifiedName(string(typ)); len(errs) > 0 {
 		return "", fmt.Errorf("%q is not a valid Secret type: %s", typ, strings.Join(errs, "; "))
 	}
-	if typ == corev1.SecretTypeServiceAccountToken || typ == corev1.SecretTypeBootstrapToken {
+	if typ == TypeServiceAccountToken || typ == TypeBootstrapToken {
 		return "", fmt.Errorf("%w: %q Secrets are written by Kubernetes itself, not synced", ErrTypeRefused, typ)
 	}
 	return typ, nil
@@ -75,8 +98,8 @@ func Key(k string) error {
 // Value returns what key of a typ Secret receives from a file: for
 // kubernetes.io/tls, the tls.crt or tls.key part of a bundle; else the
 // file as it is.
-func Value(typ corev1.SecretType, key string, file []byte) ([]byte, error) {
-	if typ == corev1.SecretTypeTLS && (key == KeyTLSCert || key == KeyTLSKey) {
+func Value(typ SecretType, key string, file []byte) ([]byte, error) {
+	if typ == TypeTLS && (key == KeyTLSCert || key == KeyTLSKey) {
 		return TLSPart(file, key)
 	}
 	return file, nil
@@ -93,7 +116,7 @@ func Size(data map[string][]byte) int {
 
 // CheckType applies the API server's rules for the well-known types up
 // front, so the error says which key is wrong.
-func CheckType(typ corev1.SecretType, data map[string][]byte) error {
+func CheckType(typ SecretType, data map[string][]byte) error {
 	need := func(keys ...string) error {
 		for _, k := range keys {
 			if _, ok := data[k]; ok {
@@ -103,7 +126,7 @@ func CheckType(typ corev1.SecretType, data map[string][]byte) error {
 		return fmt.Errorf("%s needs a data entry with key %s", typ, strings.Join(keys, " or "))
 	}
 	switch typ {
-	case corev1.SecretTypeTLS:
+	case TypeTLS:
 		if err := need(KeyTLSCert); err != nil {
 			return err
 		}
@@ -111,24 +134,24 @@ func CheckType(typ corev1.SecretType, data map[string][]byte) error {
 			return err
 		}
 		return CheckKeyPair(data[KeyTLSCert], data[KeyTLSKey])
-	case corev1.SecretTypeDockerConfigJson:
-		if err := need(corev1.DockerConfigJsonKey); err != nil {
+	case TypeDockerConfigJSON:
+		if err := need(KeyDockerConfigJSON); err != nil {
 			return err
 		}
-		if !json.Valid(data[corev1.DockerConfigJsonKey]) {
-			return fmt.Errorf("%s is not valid JSON", corev1.DockerConfigJsonKey)
+		if !json.Valid(data[KeyDockerConfigJSON]) {
+			return fmt.Errorf("%s is not valid JSON", KeyDockerConfigJSON)
 		}
-	case corev1.SecretTypeDockercfg:
-		if err := need(corev1.DockerConfigKey); err != nil {
+	case TypeDockercfg:
+		if err := need(KeyDockercfg); err != nil {
 			return err
 		}
-		if !json.Valid(data[corev1.DockerConfigKey]) {
-			return fmt.Errorf("%s is not valid JSON", corev1.DockerConfigKey)
+		if !json.Valid(data[KeyDockercfg]) {
+			return fmt.Errorf("%s is not valid JSON", KeyDockercfg)
 		}
-	case corev1.SecretTypeBasicAuth:
-		return need(corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey)
-	case corev1.SecretTypeSSHAuth:
-		return need(corev1.SSHAuthPrivateKey)
+	case TypeBasicAuth:
+		return need(KeyBasicAuthUsername, KeyBasicAuthPassword)
+	case TypeSSHAuth:
+		return need(KeySSHAuthPrivateKey)
 	}
 	return nil
 }

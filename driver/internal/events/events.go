@@ -9,12 +9,12 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
+	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
 	"github.com/sscsi/secrets-store/driver/internal/publish"
 )
 
@@ -32,7 +32,7 @@ type Recorder struct {
 	client    rest.Interface
 	component string
 	node      string
-	queue     chan *corev1.Event
+	queue     chan *kubeclient.Event
 
 	mu     sync.Mutex           // guards recent
 	recent map[string]time.Time // dedupe key -> last posted
@@ -44,14 +44,14 @@ var _ publish.Events = (*Recorder)(nil)
 // client) once Run runs; until then events queue (and past the queue's
 // size are dropped).
 func New(client rest.Interface, component, node string) *Recorder {
-	return &Recorder{client: client, component: component, node: node, queue: make(chan *corev1.Event, queueSize), recent: map[string]time.Time{}}
+	return &Recorder{client: client, component: component, node: node, queue: make(chan *kubeclient.Event, queueSize), recent: map[string]time.Time{}}
 }
 
 // Event implements publish.Events.
 func (r *Recorder) Event(pod publish.Pod, warning bool, reason, message string) {
-	t := corev1.EventTypeNormal
+	t := kubeclient.EventTypeNormal
 	if warning {
-		t = corev1.EventTypeWarning
+		t = kubeclient.EventTypeWarning
 	}
 	if len(message) > maxMessage {
 		message = message[:maxMessage] + "..."
@@ -72,13 +72,14 @@ func (r *Recorder) Event(pod publish.Pod, warning bool, reason, message string) 
 		}
 	}
 	r.mu.Unlock()
-	ev := &corev1.Event{
+	ev := &kubeclient.Event{
+		TypeMeta:            metav1.TypeMeta{APIVersion: "v1", Kind: "Event"},
 		ObjectMeta:          metav1.ObjectMeta{GenerateName: pod.Name + ".", Namespace: pod.Namespace},
-		InvolvedObject:      corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: types.UID(pod.UID)},
+		InvolvedObject:      kubeclient.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: types.UID(pod.UID)},
 		Reason:              reason,
 		Message:             message,
 		Type:                t,
-		Source:              corev1.EventSource{Component: r.component, Host: r.node},
+		Source:              kubeclient.EventSource{Component: r.component, Host: r.node},
 		FirstTimestamp:      metav1.NewTime(now),
 		LastTimestamp:       metav1.NewTime(now),
 		Count:               1,
@@ -100,7 +101,7 @@ func (r *Recorder) Run(ctx context.Context) {
 			return
 		case ev := <-r.queue:
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := r.client.Post().Namespace(ev.Namespace).Resource("events").Body(ev).Do(pctx).Error()
+			err := kubeclient.Do(pctx, r.client.Post().Namespace(ev.Namespace).Resource("events"), ev, nil)
 			cancel()
 			if err != nil {
 				klog.ErrorS(err, "post event", "pod", klog.KRef(ev.Namespace, ev.InvolvedObject.Name), "reason", ev.Reason)

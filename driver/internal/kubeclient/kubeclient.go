@@ -1,9 +1,11 @@
 // Package kubeclient builds the Kubernetes API clients the driver uses:
 // plain REST clients for core/v1 and for the secrets-store CRDs, with the
-// client-side rate limits set from flags. The configuration comes from
-// internal/kubeapi, which keeps object bodies out of the logs. The generated clientset is not
-// linked: its scheme registers every API group and costs about 10 MiB of
-// resident memory per node for types the driver never uses.
+// client-side rate limits set from flags, and the few core/v1 objects the
+// driver handles as JSON structs (objects.go). The configuration comes from
+// internal/kubeapi, which keeps object bodies out of the logs. Neither the
+// generated clientset (its scheme registers every API group: about 10 MiB
+// of resident memory per node) nor k8s.io/api/core/v1 (about 2 MB of code)
+// is linked.
 package kubeclient
 
 import (
@@ -11,9 +13,9 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 
@@ -37,18 +39,22 @@ type Config struct {
 // Clients are the API clients of one process.
 type Clients struct {
 	Config *rest.Config
-	// CoreREST is a REST client for the core/v1 group with a scheme that
-	// knows only core/v1: a fraction of the memory of the full clientset.
+	// CoreREST is a REST client for the core/v1 group whose scheme knows
+	// only the meta/v1 kinds (Status for errors): objects travel as JSON
+	// through Do.
 	CoreREST rest.Interface
 	// CRD is a REST client for group secrets-store.csi.x-k8s.io/v1.
 	CRD rest.Interface
 }
 
-// CoreScheme knows only the core/v1 types.
+// coreV1 is the core group's version v1.
+var coreV1 = schema.GroupVersion{Version: "v1"}
+
+// CoreScheme knows the meta/v1 kinds of the core/v1 group (Status, list
+// options), not its objects.
 func CoreScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	_ = corev1.AddToScheme(s)
-	metav1.AddToGroupVersion(s, corev1.SchemeGroupVersion)
+	metav1.AddToGroupVersion(s, coreV1)
 	return s
 }
 
@@ -91,7 +97,7 @@ func NewForConfig(base *rest.Config, cfg Config) (*Clients, error) {
 		return nil, fmt.Errorf("secrets-store CRD client: %w", err)
 	}
 	coreCfg := rest.CopyConfig(rc)
-	coreCfg.GroupVersion = &corev1.SchemeGroupVersion
+	coreCfg.GroupVersion = &coreV1
 	coreCfg.APIPath = "/api"
 	coreCfg.NegotiatedSerializer = serializer.NewCodecFactory(CoreScheme()).WithoutConversion()
 	coreREST, err := rest.RESTClientFor(coreCfg)

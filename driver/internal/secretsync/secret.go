@@ -7,11 +7,11 @@ import (
 	"os"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
 	"github.com/sscsi/secrets-store/internal/secretdata"
 )
@@ -72,7 +72,7 @@ func (e entryRef) String() string {
 
 // desiredSecret builds the Secret an entry describes, without owners. Any
 // error wraps ErrInvalidSecretObject and names the entry and the field.
-func desiredSecret(ref entryRef, namespace string, so ssv1.SecretObject, files *volumeFiles) (*corev1.Secret, error) {
+func desiredSecret(ref entryRef, namespace string, so ssv1.SecretObject, files *volumeFiles) (*kubeclient.Secret, error) {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s: %s", ErrInvalidSecretObject, ref, field, fmt.Sprintf(format, args...))
 	}
@@ -122,9 +122,9 @@ func desiredSecret(ref entryRef, namespace string, so ssv1.SecretObject, files *
 		return nil, bad("type", "%v", err)
 	}
 	labels, annotations := secretdata.Marks(so.Labels, so.Annotations, creator(ref.spcName))
-	return &corev1.Secret{
+	return &kubeclient.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: so.SecretName, Namespace: namespace, Labels: labels, Annotations: annotations},
-		Type:       typ,
+		Type:       string(typ),
 		Data:       data,
 	}, nil
 }

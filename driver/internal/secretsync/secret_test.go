@@ -6,11 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
 	"github.com/sscsi/secrets-store/internal/atomicfs"
 	"github.com/sscsi/secrets-store/internal/secretdata"
 	"github.com/sscsi/secrets-store/test/tlschain"
@@ -62,9 +62,9 @@ func TestDesiredSecret(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := &corev1.Secret{
+		want := &kubeclient.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", Labels: map[string]string{"app": "x", secretdata.ManagedLabel: "true"}, Annotations: map[string]string{"a": "b", secretdata.CreatedByAnnotation: "SecretProviderClass/spc"}},
-			Type:       corev1.SecretTypeOpaque,
+			Type:       string(secretdata.TypeOpaque),
 			Data:       map[string][]byte{"password": []byte("hunter2"), "username": []byte("admin")},
 		}
 		if !equality.Semantic.DeepEqual(got, want) {
@@ -134,15 +134,15 @@ func TestDesiredSecret(t *testing.T) {
 }
 
 func TestMergedKeepsForeignMetadata(t *testing.T) {
-	cur := &corev1.Secret{
+	cur := &kubeclient.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns",
 			Labels:          map[string]string{"team": "a", secretdata.ManagedLabel: "true"},
 			Annotations:     map[string]string{"note": "keep"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "one", UID: "u1"}}},
-		Type: corev1.SecretTypeOpaque,
+		Type: string(secretdata.TypeOpaque),
 		Data: map[string][]byte{"k": []byte("old")},
 	}
-	want := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{secretdata.ManagedLabel: "true", "app": "x"}}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"k": []byte("new")}}
+	want := &kubeclient.Secret{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{secretdata.ManagedLabel: "true", "app": "x"}}, Type: string(secretdata.TypeOpaque), Data: map[string][]byte{"k": []byte("new")}}
 	owners := []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "one", UID: "u1"}, {APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "two", UID: "u2"}}
 	got := merged(cur, want, owners)
 	if got.Labels["team"] != "a" || got.Labels["app"] != "x" || got.Annotations["note"] != "keep" {

@@ -18,7 +18,6 @@ package secretsync
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,8 +26,6 @@ import (
 	"sync"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,6 +36,7 @@ import (
 	"k8s.io/klog/v2"
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
+	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
 	"github.com/sscsi/secrets-store/driver/internal/metrics"
 	"github.com/sscsi/secrets-store/driver/internal/podstatus"
 	"github.com/sscsi/secrets-store/driver/internal/publish"
@@ -131,7 +129,7 @@ type item struct {
 
 type pendingSecret struct {
 	ref    entryRef
-	secret *corev1.Secret // desired, without owners
+	secret *kubeclient.Secret // desired, without owners
 }
 
 // New validates cfg.
@@ -350,8 +348,8 @@ func (s *Syncer) retryOrDrop(key string, it *item, err error) {
 // carries: the pod's own owners, else its SecretProviderClassPodStatus. It
 // returns nil, nil when the pod no longer exists.
 func (s *Syncer) owners(ctx context.Context, it *item) ([]metav1.OwnerReference, error) {
-	pod := &corev1.Pod{}
-	err := s.cfg.Core.Get().Namespace(it.pod.Namespace).Resource("pods").Name(it.pod.Name).Do(ctx).Into(pod)
+	pod := &metav1.PartialObjectMetadata{}
+	err := kubeclient.Do(ctx, s.cfg.Core.Get().Namespace(it.pod.Namespace).Resource("pods").Name(it.pod.Name), nil, pod)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -391,7 +389,7 @@ func ownerRef(apiVersion, kind, name string, uid types.UID) metav1.OwnerReferenc
 // and leaving other writers' labels, annotations and owners in place. It
 // reports whether it wrote. An existing Secret the driver did not create
 // for spcName (secretdata.MayWrite) is not written: ErrNotOwned.
-func (s *Syncer) upsert(ctx context.Context, spcName string, want *corev1.Secret, owners []metav1.OwnerReference) (bool, error) {
+func (s *Syncer) upsert(ctx context.Context, spcName string, want *kubeclient.Secret, owners []metav1.OwnerReference) (bool, error) {
 	secrets := secretClient{c: s.cfg.Core, ns: want.Namespace}
 	wrote := false
 	retriable := func(err error) bool {
@@ -451,7 +449,7 @@ func classify(err error) error {
 // every owner in owners; nothing else of cur changes, except that an
 // adoption opt-in is consumed: once adopted, the Secret is this class's and
 // no other class may take it over.
-func merged(cur, want *corev1.Secret, owners []metav1.OwnerReference) *corev1.Secret {
+func merged(cur, want *kubeclient.Secret, owners []metav1.OwnerReference) *kubeclient.Secret {
 	out := cur.DeepCopy()
 	out.Data = want.Data
 	out.StringData = nil
@@ -486,7 +484,7 @@ func (s *Syncer) checkAccess(ctx context.Context) {
 	var denied []string
 	var reviewErr error
 	for _, verb := range []string{"get", "create", "update"} { // what upsert uses
-		r, err := s.review(ctx, authorizationv1.ResourceAttributes{Verb: verb, Resource: "secrets"})
+		r, err := s.review(ctx, kubeclient.ResourceAttributes{Verb: verb, Resource: "secrets"})
 		if err != nil {
 			reviewErr = err
 			break
@@ -551,24 +549,13 @@ func (s *Syncer) forbidden(err error) {
 	}
 }
 
-// review asks the API server whether the driver may do attrs. The core
-// REST client's scheme knows only core/v1, so the review travels as JSON.
-func (s *Syncer) review(ctx context.Context, attrs authorizationv1.ResourceAttributes) (*authorizationv1.SelfSubjectAccessReview, error) {
-	body, err := json.Marshal(&authorizationv1.SelfSubjectAccessReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: authorizationv1.SchemeGroupVersion.String(), Kind: "SelfSubjectAccessReview"},
-		Spec:     authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs},
-	})
-	if err != nil {
-		return nil, err
-	}
-	raw, err := s.cfg.Core.Post().AbsPath("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews").
-		SetHeader("Content-Type", "application/json").Body(body).DoRaw(ctx)
-	if err != nil {
+// review asks the API server whether the driver may do attrs.
+func (s *Syncer) review(ctx context.Context, attrs kubeclient.ResourceAttributes) (*kubeclient.SelfSubjectAccessReview, error) {
+	in := &kubeclient.SelfSubjectAccessReview{TypeMeta: metav1.TypeMeta{APIVersion: "authorization.k8s.io/v1", Kind: "SelfSubjectAccessReview"}}
+	in.Spec.ResourceAttributes = &attrs
+	out := &kubeclient.SelfSubjectAccessReview{}
+	if err := kubeclient.Do(ctx, s.cfg.Core.Post().AbsPath("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"), in, out); err != nil {
 		return nil, fmt.Errorf("SelfSubjectAccessReview: %w", err)
-	}
-	out := &authorizationv1.SelfSubjectAccessReview{}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return nil, fmt.Errorf("decode SelfSubjectAccessReview: %w", err)
 	}
 	return out, nil
 }
@@ -579,18 +566,20 @@ type secretClient struct {
 	ns string
 }
 
-func (sc secretClient) get(ctx context.Context, name string) (*corev1.Secret, error) {
-	out := &corev1.Secret{}
-	if err := sc.c.Get().Namespace(sc.ns).Resource("secrets").Name(name).Do(ctx).Into(out); err != nil {
+func (sc secretClient) get(ctx context.Context, name string) (*kubeclient.Secret, error) {
+	out := &kubeclient.Secret{}
+	if err := kubeclient.Do(ctx, sc.c.Get().Namespace(sc.ns).Resource("secrets").Name(name), nil, out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (sc secretClient) create(ctx context.Context, s *corev1.Secret) error {
-	return sc.c.Post().Namespace(sc.ns).Resource("secrets").Body(s).Do(ctx).Error()
+func (sc secretClient) create(ctx context.Context, s *kubeclient.Secret) error {
+	s.APIVersion, s.Kind = "v1", "Secret"
+	return kubeclient.Do(ctx, sc.c.Post().Namespace(sc.ns).Resource("secrets"), s, nil)
 }
 
-func (sc secretClient) update(ctx context.Context, s *corev1.Secret) error {
-	return sc.c.Put().Namespace(sc.ns).Resource("secrets").Name(s.Name).Body(s).Do(ctx).Error()
+func (sc secretClient) update(ctx context.Context, s *kubeclient.Secret) error {
+	s.APIVersion, s.Kind = "v1", "Secret"
+	return kubeclient.Do(ctx, sc.c.Put().Namespace(sc.ns).Resource("secrets").Name(s.Name), s, nil)
 }

@@ -89,7 +89,7 @@ func desired(ss *syncv1.SecretSync, files map[string][]byte) (*corev1.Secret, er
 	annotations[secretdata.CreatedByAnnotation] = CreatedBy(ss.Name)
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: ss.Name, Namespace: ss.Namespace, Labels: labels, Annotations: annotations},
-		Type:       typ,
+		Type:       corev1.SecretType(typ),
 		Data:       data,
 	}, nil
 }
