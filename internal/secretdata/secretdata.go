@@ -41,8 +41,8 @@ type SecretType string
 // k8s.io/api/core/v1 constants of the same meaning).
 const (
 	TypeOpaque              SecretType = "Opaque"
-	TypeServiceAccountToken SecretType = "kubernetes.io/service-account-token"
-	TypeBootstrapToken      SecretType = "bootstrap.kubernetes.io/token"
+	TypeServiceAccountToken SecretType = "kubernetes.io/service-account-token" //nolint:gosec // G101: a Secret type name, not a credential
+	TypeBootstrapToken      SecretType = "bootstrap.kubernetes.io/token"       //nolint:gosec // G101: a Secret type name, not a credential
 	TypeTLS                 SecretType = "kubernetes.io/tls"
 	TypeDockerConfigJSON    SecretType = "kubernetes.io/dockerconfigjson"
 	TypeDockercfg           SecretType = "kubernetes.io/dockercfg"
