@@ -142,7 +142,7 @@ linux:
   enabled: true
   image: {repository: ${IMAGE_REPO_DEMO}/secrets-store-csi-driver, tag: latest, pullPolicy: ${pull}}
   hostNetwork: true
-  metricsAddr: "127.0.0.1:8095"
+  metricsAddr: ":8095"
   env: ${api_env}
 logVerbosity: 2
 enableSecretRotation: true

@@ -90,6 +90,10 @@ if ip link show "$BRIDGE" >/dev/null 2>&1; then
 	done
 	ip link delete "$BRIDGE" && log "  deleted bridge $BRIDGE"
 fi
+# The bridge plugin turned IPv4 forwarding on for the pods' gateway; off again if it was off before up.sh.
+if [ -f "${CLUSTER_DIR}/ip-forward-was-off" ]; then
+	sysctl -qw net.ipv4.ip_forward=0 && log "  IPv4 forwarding off again (it was off before up.sh)"
+fi
 # libcni's result cache: <network>-<sandbox id>-<interface>, for our network and containerd's loopback.
 rm -f /var/lib/cni/results/"${CNI_NETWORK}"-* 2>/dev/null
 for c in ${ids:-}; do rm -f /var/lib/cni/results/*-"${c}"-* 2>/dev/null; done

@@ -71,6 +71,13 @@ KUBECTL="${K8S_BIN}/kubectl"
 
 kc() { "${KUBECTL}" --kubeconfig "${ADMIN_KUBECONFIG}" "$@"; }
 
+# node_ip prints the node's InternalIP: the IPv4 address of the interface that holds the default
+# route (what kubelet picks itself; up.sh passes it as --node-ip so the two never differ), or
+# nothing on a machine without a default route. `ip route get` only looks the route up: no packet.
+node_ip() {
+	ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p'
+}
+
 # The local node runs one secrets-store driver at a time, installed one of these ways (the file
 # DRIVER_OWNER records which; down.sh removes it with the rest of the state):
 #   host       up.sh's default: driver and providers as host processes (make e2e, make test)

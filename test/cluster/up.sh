@@ -122,6 +122,21 @@ start_bg kube-scheduler "${K8S_BIN}/kube-scheduler" \
 	--bind-address=127.0.0.1 --leader-elect=false --profiling=false
 
 # --- containerd and CNI --------------------------------------------------------------------------
+# Pods reach the node's address as on a real cluster (a Prometheus or curl pod scrapes the driver on
+# the host network at status.hostIP): the bridge is the pods' gateway (it gets the subnet's first
+# address) and each pod gets a route to the node's InternalIP through it. Nothing else: no default
+# route and no masquerading, so pods still reach no other network. The bridge plugin turns on IPv4
+# forwarding for a gateway; down.sh turns it off again if it was off before.
+NODE_IP=$(node_ip)
+routes=""
+if [ -n "$NODE_IP" ]; then
+	routes="\"routes\": [{\"dst\": \"${NODE_IP}/32\"}],"
+else
+	log "WARNING: no default route, so no node address: pods cannot reach the host network"
+fi
+if [ "$(sysctl -n net.ipv4.ip_forward)" = 0 ] && [ ! -f "${CLUSTER_DIR}/ip-forward-was-off" ]; then
+	touch "${CLUSTER_DIR}/ip-forward-was-off"
+fi
 mkdir -p "${CLUSTER_DIR}/cni" "${CTRD_RUN}"
 cat >"${CLUSTER_DIR}/cni/10-sscsi.conflist" <<CNI
 {
@@ -131,12 +146,14 @@ cat >"${CLUSTER_DIR}/cni/10-sscsi.conflist" <<CNI
     {
       "type": "bridge",
       "bridge": "${BRIDGE}",
-      "isGateway": false,
+      "isGateway": true,
+      "isDefaultGateway": false,
       "ipMasq": false,
       "hairpinMode": false,
       "ipam": {
         "type": "host-local",
         "ranges": [[{"subnet": "${POD_SUBNET}"}]],
+        ${routes}
         "dataDir": "${CLUSTER_DIR}/cni-ipam"
       }
     }
@@ -228,7 +245,7 @@ KCFG
 log "starting kubelet"
 start_bg kubelet "${K8S_BIN}/kubelet" --config="${CLUSTER_DIR}/kubelet.yaml" \
 	--kubeconfig="${CLUSTER_DIR}/kubelet.kubeconfig" --hostname-override=localhost \
-	--root-dir="${KUBELET_DIR}" --v=2
+	--root-dir="${KUBELET_DIR}" ${NODE_IP:+--node-ip="${NODE_IP}"} --v=2
 node_ready() { [ "$(kc get node localhost -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 wait_for "node localhost Ready" 120 node_ready
 
@@ -263,7 +280,7 @@ host)
 		start_bg secrets-store-csi-driver "${REPO_ROOT}/bin/secrets-store-csi-driver" \
 			--endpoint "unix://${KUBELET_DIR}/plugins/csi-secrets-store/csi.sock" --nodeid localhost \
 			--kubeconfig "${ADMIN_KUBECONFIG}" --provider-volume "${PROVIDER_DIR}" \
-			--enable-secret-rotation --rotation-poll-interval 10s --metrics-addr 127.0.0.1:8095 \
+			--enable-secret-rotation --rotation-poll-interval 10s --metrics-addr :8095 \
 			--kubelet-dir "${KUBELET_DIR}" -v 4
 		wait_for "driver registered with kubelet (CSINode)" 60 driver_registered
 	else
@@ -301,7 +318,7 @@ chart)
 linux:
   image: {repository: ${IMAGE_REPO}/secrets-store-csi-driver, tag: latest, pullPolicy: Never}
   hostNetwork: true
-  metricsAddr: "127.0.0.1:8095"
+  metricsAddr: ":8095"
   env: [{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}, {name: KUBERNETES_SERVICE_PORT, value: "6443"}]
 logVerbosity: 4
 enableSecretRotation: true
