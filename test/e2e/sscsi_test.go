@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sscsi/secrets-store/test/e2e/framework"
@@ -96,32 +101,191 @@ func TestSSCSIFetchMatchesMount(t *testing.T) {
 	}
 }
 
-// TestSSCSIExplain: each common failure of docs/troubleshooting.md, produced
-// once, is named by `sscsi explain`.
+// explainReport is `sscsi explain --output json`.
+type explainReport struct {
+	Diagnoses []struct{ ID, Problem, Evidence, Fix string }
+	Checks    []struct {
+		Name, Detail string
+		OK           bool
+	}
+}
+
+// explainPod runs `sscsi explain pod/NAME --output json` and decodes it.
+func explainPod(t *testing.T, ns, pod string) (explainReport, int) {
+	t.Helper()
+	out, code := sscsi(t, "explain", "pod/"+pod, "--namespace", ns, "--output", "json")
+	var r explainReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Errorf("explain pod/%s: output is not JSON (%v)", pod, err)
+	}
+	return r, code
+}
+
+// explainCase is one failure of docs/troubleshooting.md produced on the node.
+type explainCase struct {
+	pod    *corev1.Pod
+	reason string // the event that shows it ("" = none: explain reads objects)
+	want   string // the diagnosis id
+	after  func() // runs once the pod is Running (rotation cases)
+}
+
+// TestSSCSIExplain: each common failure of docs/troubleshooting.md that the
+// local node can produce without disturbing other tests is produced once,
+// and `sscsi explain` names it by its id (exit 1); a healthy pod gets no
+// diagnosis (exit 0) and the checks of its provider and of the driver's
+// metrics, read the way a user reads them (the API server's proxy to the
+// driver's pod, or the node's address for a host-process driver).
 func TestSSCSIExplain(t *testing.T) {
 	t.Parallel()
 	ns := fw.Namespace(t, "explain")
-	fw.CreateSPC(t, framework.SPC{Name: "noprovider", Namespace: ns, Provider: "nosuchprovider",
-		Parameters: fakeParams(t, fakeObject{ObjectName: "x", Value: "x"})})
-	fw.CreateSPC(t, framework.SPC{Name: "badpath", Namespace: ns, Provider: "fake",
-		Parameters: fakeParams(t, fakeObject{ObjectName: "x", Value: "x", Path: "../x"})})
-	cases := map[string]struct {
-		vol  framework.CSIVolume
-		want string
-	}{
-		"missing-class": {framework.CSIVolume{Name: "s", SPC: "nope"}, "class-not-found"},
-		"no-provider":   {framework.CSIVolume{Name: "s", SPC: "noprovider"}, "provider-not-found"},
-		"bad-path":      {framework.CSIVolume{Name: "s", SPC: "badpath"}, "payload-invalid"},
+	fake := func(name string, objs ...fakeObject) {
+		fw.CreateSPC(t, framework.SPC{Name: name, Namespace: ns, Provider: "fake", Parameters: fakeParams(t, objs...)})
 	}
-	for pod, c := range cases {
-		fw.CreatePod(t, framework.BusyboxPod(ns, pod, c.vol))
+	fake("ok", fakeObject{ObjectName: "x", Value: secretValue("explain-ok")})
+	fake("badpath", fakeObject{ObjectName: "x", Value: "x", Path: "../x"})
+	fake("duplicate", fakeObject{ObjectName: "a", Value: "a", Path: "f"}, fakeObject{ObjectName: "b", Value: "b", Path: "f"})
+	fake("conflict", fakeObject{ObjectName: "a", Value: "a", Path: "d"}, fakeObject{ObjectName: "b", Value: "b", Path: "d/e"})
+	many := make([]fakeObject, 1001)
+	for i := range many {
+		many[i] = fakeObject{ObjectName: fmt.Sprintf("o%d", i), Value: "v"}
 	}
-	for pod, c := range cases {
-		fw.WaitEvent(t, ns, pod, "FailedMount", eventTimeout)
-		out, code := sscsi(t, "explain", "pod/"+pod, "--namespace", ns, "--output", "json")
-		if code != 1 || !strings.Contains(out, `"id": "`+c.want+`"`) {
-			t.Errorf("explain pod/%s: exit %d, want 1 naming %s", pod, code, c.want)
+	fake("toomany", many...)
+	fake("refused", fakeObject{ObjectName: "x", Source: "nodePublishSecret", Key: "absent"})
+	fake("rotation", fakeObject{ObjectName: "x", Source: "nodePublishSecret", Key: "k"})
+	fw.CreateSPC(t, framework.SPC{Name: "noprovider", Namespace: ns, Provider: "nosuchprovider", Parameters: fakeParams(t, fakeObject{ObjectName: "x", Value: "x"})})
+	fw.CreateSPC(t, framework.SPC{Name: "unset", Namespace: ns, Provider: "", Parameters: fakeParams(t, fakeObject{ObjectName: "x", Value: "x"})})
+	fw.CreateSPC(t, framework.SPC{Name: "badname", Namespace: ns, Provider: "bad.name", Parameters: fakeParams(t, fakeObject{ObjectName: "x", Value: "x"})})
+	stale := staleProviderSocket(t)
+	fw.CreateSPC(t, framework.SPC{Name: "stale", Namespace: ns, Provider: stale, Parameters: fakeParams(t, fakeObject{ObjectName: "x", Value: "x"})})
+	syncSPC(t, ns)
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: ns}, StringData: map[string]string{"k": secretValue("explain-rot")}}
+	if _, err := fw.Client.CoreV1().Secrets(ns).Create(t.Context(), creds, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	pod := func(name, spc string, edit func(*corev1.Pod)) *corev1.Pod {
+		p := framework.BusyboxPod(ns, name, framework.CSIVolume{Name: "s", SPC: spc})
+		if edit != nil {
+			edit(p)
 		}
+		return p
+	}
+	cases := []explainCase{
+		{pod: pod("missing-class", "nope", nil), reason: "FailedMount", want: "class-not-found"},
+		{pod: pod("no-provider", "noprovider", nil), reason: "FailedMount", want: "provider-not-found"},
+		{pod: pod("stale-socket", "stale", nil), reason: "FailedMount", want: "provider-unavailable"},
+		{pod: pod("provider-unset", "unset", nil), reason: "FailedMount", want: "provider-unset"},
+		{pod: pod("provider-badname", "badname", nil), reason: "FailedMount", want: "provider-name-invalid"},
+		{pod: pod("bad-path", "badpath", nil), reason: "FailedMount", want: "payload-path"},
+		{pod: pod("duplicate", "duplicate", nil), reason: "FailedMount", want: "payload-path-duplicate"},
+		{pod: pod("conflict", "conflict", nil), reason: "FailedMount", want: "payload-path-conflict"},
+		{pod: pod("too-many", "toomany", nil), reason: "FailedMount", want: "payload-too-large"},
+		{pod: pod("refused", "refused", nil), reason: "FailedMount", want: "provider-refused"},
+		{pod: pod("not-readonly", "ok", func(p *corev1.Pod) { p.Spec.Volumes[0].CSI.ReadOnly = nil }), reason: "FailedMount", want: "readonly"},
+		{pod: pod("no-class-attr", "ok", func(p *corev1.Pod) { delete(p.Spec.Volumes[0].CSI.VolumeAttributes, "secretProviderClass") }),
+			reason: "FailedMount", want: "class-attribute-missing"},
+		// A node without the driver: a pod bound to a node no kubelet runs (no CSINode).
+		{pod: pod("no-driver-node", "ok", func(p *corev1.Pod) { p.Spec.NodeName = "no-such-node-" + framework.RandomSuffix() }), want: "driver-not-registered"},
+		{pod: pod("sync-failed", "sync", nil), reason: "FailedToCreateSecret", want: "sync-failed"},
+		{pod: pod("rotation-failed", "rotation", func(p *corev1.Pod) {
+			p.Spec.Volumes[0].CSI.NodePublishSecretRef = &corev1.LocalObjectReference{Name: "creds"}
+		}),
+			reason: "SecretRotationFailed", want: "provider-refused", after: func() {
+				// The key the class reads goes away: the next republish (rotation) fails.
+				if _, err := fw.Client.CoreV1().Secrets(ns).Update(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: ns},
+					Data: map[string][]byte{"other": []byte("x")}}, metav1.UpdateOptions{}); err != nil {
+					t.Errorf("updating Secret creds: %v", err)
+				}
+			}},
+	}
+	fw.CreatePod(t, framework.BusyboxPod(ns, "healthy", framework.CSIVolume{Name: "s", SPC: "ok"}))
+	for _, c := range cases {
+		fw.CreatePod(t, c.pod)
+	}
+	for _, c := range cases {
+		if c.after != nil {
+			fw.WaitPodRunning(t, ns, c.pod.Name, podTimeout)
+			c.after()
+		}
+	}
+	for _, c := range cases {
+		timeout := eventTimeout
+		if c.reason == "SecretRotationFailed" {
+			timeout = 4 * time.Minute // kubelet republishes about once a minute
+		}
+		if c.reason != "" {
+			fw.WaitEvent(t, ns, c.pod.Name, c.reason, timeout)
+		}
+		r, code := explainPod(t, ns, c.pod.Name)
+		if code != 1 || !hasDiagnosis(r, c.want) {
+			t.Errorf("explain pod/%s: exit %d, diagnoses %+v: want exit 1 naming %s", c.pod.Name, code, r.Diagnoses, c.want)
+		}
+	}
+
+	fw.WaitPodRunning(t, ns, "healthy", podTimeout)
+	r, code := explainPod(t, ns, "healthy")
+	if code != 0 || len(r.Diagnoses) != 0 {
+		t.Errorf("explain pod/healthy: exit %d, diagnoses %+v: want exit 0, none", code, r.Diagnoses)
+	}
+	checks := map[string]bool{}
+	for _, c := range r.Checks {
+		checks[c.Name] = c.OK
+		if c.Name == "driver-metrics" && !strings.Contains(c.Detail, `provider "fake"`) {
+			t.Errorf("driver-metrics check does not report provider fake: %s", c.Detail)
+		}
+	}
+	if !checks["driver-metrics"] {
+		t.Errorf("explain pod/healthy could not read the driver's metrics: %+v", r.Checks)
+	}
+	if _, ok := checks["provider/fake"]; !ok {
+		t.Errorf("explain pod/healthy did not check provider fake: %+v", r.Checks)
+	}
+}
+
+func hasDiagnosis(r explainReport, id string) bool {
+	for _, d := range r.Diagnoses {
+		if d.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// staleProviderSocket leaves a provider socket nobody listens on in the
+// node's provider directory (a crashed provider) and returns its provider
+// name; the file goes when the test ends.
+func staleProviderSocket(t *testing.T) string {
+	t.Helper()
+	name := "stale" + framework.RandomSuffix()
+	path := filepath.Join(framework.ProviderDir, name+".sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatalf("stale provider socket: %v", err)
+	}
+	l.SetUnlinkOnClose(false)
+	_ = l.Close()
+	t.Cleanup(func() { _ = os.Remove(path) })
+	return name
+}
+
+// syncSPC creates class "sync", whose secretObjects entry names a file the
+// provider does not return.
+func syncSPC(t *testing.T, ns string) {
+	t.Helper()
+	spc := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": framework.SPCGroup + "/v1", "kind": "SecretProviderClass",
+		"metadata": map[string]any{"name": "sync", "namespace": ns},
+		"spec": map[string]any{
+			"provider":   "fake",
+			"parameters": map[string]any{"objects": fakeParams(t, fakeObject{ObjectName: "x", Value: secretValue("explain-sync")})["objects"]},
+			"secretObjects": []any{map[string]any{
+				"secretName": "synced", "type": "Opaque",
+				"data": []any{map[string]any{"objectName": "not-in-the-volume", "key": "k"}},
+			}},
+		},
+	}}
+	if _, err := fw.Dynamic.Resource(framework.SPCResource("v1")).Namespace(ns).Create(t.Context(), spc, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating SecretProviderClass sync: %v", err)
 	}
 }
 

@@ -34,8 +34,10 @@ const (
 	FakeAdminURL      = "http://127.0.0.1:8099"
 	// FakeAdminTokenFile holds provider-fake's admin token (root-only, on the node).
 	FakeAdminTokenFile = "/var/run/secrets-store-csi-providers/fake-admin.token"
-	MetricsURL         = "http://127.0.0.1:8095/metrics"
-	KubeletDir         = "/var/lib/kubelet"
+	// ProviderDir is the node's provider socket directory (host and chart modes).
+	ProviderDir = "/var/run/secrets-store-csi-providers"
+	MetricsURL  = "http://127.0.0.1:8095/metrics"
+	KubeletDir  = "/var/lib/kubelet"
 )
 
 // SPCGroup is the API group of SecretProviderClass.
