@@ -62,7 +62,11 @@ down() {
 		log "  stopped moto_server (pid ${pid})"
 	fi
 	if [ "$mode" != existing ]; then
-		if pgrep -f 'e2e.test' >/dev/null; then
+		owner=$(driver_owner)
+		if [ "$owner" != demo ] && [ -n "$owner" ]; then
+			# make test/e2e took the node over since (take_node): it is no longer the demo's.
+			log "  the local node now runs the driver of $(owner_words "$owner"): leaving it up"
+		elif pgrep -f 'e2e.test' >/dev/null; then
 			log "  an e2e run uses the local cluster: leaving it up (make cluster-down when it is done)"
 		else
 			"${REPO_ROOT}/test/cluster/down.sh"
@@ -282,6 +286,14 @@ show_files
 step "the synced Kubernetes Secret ${DEMO_NS}/demo-db"
 wait_for "Secret demo-db synced" 30 demo_kc -n "$DEMO_NS" get secret demo-db || true
 show_secret || log "  (Secret demo-db not found; kubectl -n ${RELEASE_NS} logs ds/${RELEASE}-secrets-store-csi-driver)"
+
+step "the driver's metrics, scraped from the pod at its node's address (as a Prometheus pod would)"
+host_ip=$(demo_kc -n "$DEMO_NS" get pod demo -o 'jsonpath={.status.hostIP}')
+if metrics=$(demo_kc -n "$DEMO_NS" exec demo -- wget -q -T 5 -O - "http://${host_ip}:8095/metrics" 2>/dev/null); then
+	grep -E '^node_publish_total' <<<"$metrics" | sed 's/^/  /' >&2 || true
+else
+	log "  WARNING: the pod cannot reach http://${host_ip}:8095/metrics (the driver's metrics on the node's address)"
+fi
 
 # --- 5. rotation ---------------------------------------------------------------------------------------
 step "changing the secrets in the backends"
