@@ -289,7 +289,10 @@ show_secret || log "  (Secret demo-db not found; kubectl -n ${RELEASE_NS} logs d
 
 step "the driver's metrics, scraped from the pod at its node's address (as a Prometheus pod would)"
 host_ip=$(demo_kc -n "$DEMO_NS" get pod demo -o 'jsonpath={.status.hostIP}')
-if metrics=$(demo_kc -n "$DEMO_NS" exec demo -- wget -q -T 5 -O - "http://${host_ip}:8095/metrics" 2>/dev/null); then
+# Plain HTTP/1.0 over busybox nc (busybox 1.35's wget crashes on this response).
+# shellcheck disable=SC2016 # $0 is expanded by the pod's shell
+if metrics=$(demo_kc -n "$DEMO_NS" exec demo -- /bin/sh -c 'printf "GET /metrics HTTP/1.0\r\n\r\n" | nc -w 5 "$0" 8095' "$host_ip" 2>/dev/null) &&
+	grep -q '^HTTP/1.0 200 ' <<<"$metrics"; then
 	grep -E '^node_publish_total' <<<"$metrics" | sed 's/^/  /' >&2 || true
 else
 	log "  WARNING: the pod cannot reach http://${host_ip}:8095/metrics (the driver's metrics on the node's address)"

@@ -43,7 +43,9 @@ type Diagnosis struct {
 type Check struct {
 	// Name is e.g. "driver-metrics" or "provider/aws".
 	Name string `json:"name"`
-	// OK is false when the source could not be read or reports trouble.
+	// OK is false when the source could not be read, or a provider's pod
+	// is not Ready. Counters (failed mounts, rotations) are in Detail: they
+	// count since the driver started, so they do not make a check fail.
 	OK bool `json:"ok"`
 	// Detail says what was read and from where.
 	Detail string `json:"detail"`
