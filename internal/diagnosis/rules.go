@@ -113,7 +113,7 @@ var checkFixes = map[string]string{
 	"status-missing":      "`kubectl get secretproviderclasspodstatuses -n <ns>` shows which pods mounted which object versions.",
 	"sync-failed":         "See [sync.md](sync.md).",
 	"provider-not-ready":  fixProviderLogs,
-	"driver-mount-errors": "The `error_type` is the gRPC code of the tables above; the driver's log on that node has each message (`kubectl -n kube-system logs` of the driver pod).",
+	"driver-mount-errors": "The `error_type` is the provider's error code or the gRPC code of the tables above ([metrics.md](metrics.md)); the driver's log on that node has each message (`kubectl -n kube-system logs` of the driver pod).",
 }
 
 // fromEvent names the problem a Warning event of the pod shows.
