@@ -15,6 +15,9 @@ import (
 // Prometheus pod does on a real cluster; the driver listens on the host
 // network (host process, or a hostNetwork pod in chart mode).
 func TestPodScrapesDriverMetrics(t *testing.T) {
+	if !nodeMetricsValidated(t) {
+		t.Skip("set SSCSI_E2E_NODE_METRICS=1 to run it")
+	}
 	t.Parallel()
 	ns := fw.Namespace(t, "podnet")
 	fw.CreateSPC(t, framework.SPC{Name: "app", Namespace: ns, Provider: "fake",
