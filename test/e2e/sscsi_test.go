@@ -143,8 +143,13 @@ func TestSSCSIExplain(t *testing.T) {
 	}
 	fake("ok", fakeObject{ObjectName: "x", Value: secretValue("explain-ok")})
 	fake("badpath", fakeObject{ObjectName: "x", Value: "x", Path: "../x"})
+	// provider-fake refuses two objects writing one file itself (provider-refused);
+	// a provider that sends such a response anyway meets the driver's own checks.
 	fake("duplicate", fakeObject{ObjectName: "a", Value: "a", Path: "f"}, fakeObject{ObjectName: "b", Value: "b", Path: "f"})
-	fake("conflict", fakeObject{ObjectName: "a", Value: "a", Path: "d"}, fakeObject{ObjectName: "b", Value: "b", Path: "d/e"})
+	hostile := serveHostileProvider(t)
+	for answer := range hostileAnswers {
+		fw.CreateSPC(t, framework.SPC{Name: "hostile-" + answer, Namespace: ns, Provider: hostile, Parameters: map[string]string{"answer": answer}})
+	}
 	many := make([]fakeObject, 1001)
 	for i := range many {
 		many[i] = fakeObject{ObjectName: fmt.Sprintf("o%d", i), Value: "v"}
@@ -177,8 +182,13 @@ func TestSSCSIExplain(t *testing.T) {
 		{pod: pod("provider-unset", "unset", nil), reason: "FailedMount", want: "provider-unset"},
 		{pod: pod("provider-badname", "badname", nil), reason: "FailedMount", want: "provider-name-invalid"},
 		{pod: pod("bad-path", "badpath", nil), reason: "FailedMount", want: "payload-path"},
-		{pod: pod("duplicate", "duplicate", nil), reason: "FailedMount", want: "payload-path-duplicate"},
-		{pod: pod("conflict", "conflict", nil), reason: "FailedMount", want: "payload-path-conflict"},
+		{pod: pod("duplicate", "duplicate", nil), reason: "FailedMount", want: "provider-refused"},
+		{pod: pod("hostile-duplicate", "hostile-duplicate", nil), reason: "FailedMount", want: "payload-path-duplicate"},
+		{pod: pod("hostile-conflict", "hostile-conflict", nil), reason: "FailedMount", want: "payload-path-conflict"},
+		{pod: pod("hostile-mode", "hostile-mode", nil), reason: "FailedMount", want: "payload-mode"},
+		{pod: pod("hostile-noversions", "hostile-noversions", nil), reason: "FailedMount", want: "provider-response-invalid"},
+		{pod: pod("hostile-errorcode", "hostile-errorcode", nil), reason: "FailedMount", want: "provider-error-code"},
+		{pod: pod("hostile-throttled", "hostile-throttled", nil), reason: "FailedMount", want: "provider-throttled"},
 		{pod: pod("too-many", "toomany", nil), reason: "FailedMount", want: "payload-too-large"},
 		{pod: pod("refused", "refused", nil), reason: "FailedMount", want: "provider-refused"},
 		{pod: pod("not-readonly", "ok", func(p *corev1.Pod) { p.Spec.Volumes[0].CSI.ReadOnly = nil }), reason: "FailedMount", want: "readonly"},
