@@ -81,7 +81,7 @@ var rules = []rule{
 		"Rename one.",
 		regexp.MustCompile(`invalid payload: path ".*" is a file and also a parent directory`)},
 	{"payload-mode", "a file mode has more than permission bits",
-		"Use an octal mode like `\"0440\"`.",
+		"Use an octal mode like `\"0440\"`; if the class sets none, report it to the provider's maintainers.",
 		regexp.MustCompile(`invalid payload: file ".*" has mode`)},
 	{"payload-too-large", "the volume is too large for the driver's limits",
 		"Mount fewer objects per volume, or raise `--max-files` / `--max-payload-bytes` / `--max-dirs` / `--max-path-depth` (and `--tmpfs-size-bytes`) through `linux.driver.extraArgs`.",
