@@ -10,6 +10,10 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(CACHE_DIR)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 LDFLAGS := -s -w -X github.com/sscsi/secrets-store/driver.BuildVersion=$(VERSION)
+# grpcnotrace drops gRPC's golang.org/x/net/trace (never served here), and with it html/template,
+# whose reflection makes the linker keep every exported method of every linked type: the driver
+# binary 20.3 -> 17.0 MB, its resident memory -2.2 MiB (docs/benchmarks.md).
+BUILD_TAGS := grpcnotrace
 
 .PHONY: help build test test-unit test-integration sanity lint generate verify-generate fuzz bench bench-inodes bench-aws-calls bench-secretsync bench-vault-calls \
 	cluster-up cluster-down kubeconfig e2e e2e-restart e2e-scale bench-apiserver demo demo-down images chart-lint vault-server test-vault demo-vault
@@ -20,7 +24,7 @@ help: ## list targets
 build: ## build every binary into bin/
 	@mkdir -p $(BIN)
 	@for b in $(BINARIES); do [ -d cmd/$$b ] || continue; \
-		CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/$$b ./cmd/$$b || exit 1; done
+		CGO_ENABLED=0 $(GO) build -trimpath -tags $(BUILD_TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/$$b ./cmd/$$b || exit 1; done
 	@# kubectl finds plugins by name: `kubectl sscsi ...` runs bin/kubectl-sscsi.
 	@ln -sf sscsi $(BIN)/kubectl-sscsi
 
