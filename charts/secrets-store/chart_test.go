@@ -933,6 +933,21 @@ func TestAggregatedRoles(t *testing.T) {
 	}
 }
 
+// TestProviderVaultAllowedAddresses: providers.vault.allowedAddresses
+// becomes -allowed-vault-addrs, "*" included.
+func TestProviderVaultAllowedAddresses(t *testing.T) {
+	for want, list := range map[string][]any{
+		"https://vault-dr.example:8200,https://vault-2:8200": {"https://vault-dr.example:8200", "https://vault-2:8200"},
+		"*": {"*"},
+	} {
+		r, err := render(t, set("providers.vault.enabled", true, "providers.vault.allowedAddresses", list), kubeVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantFlag(t, r.daemonSets[driverDS+"-provider-vault"].Spec.Template.Spec.Containers[0].Args, "--allowed-vault-addrs", want)
+	}
+}
+
 // TestProviderVault: provider-vault serves vault.sock in the providers
 // directory with the Vault defaults as flags, requests pod tokens for its
 // audience, and has no Kubernetes API access (no token mounted, no role).
@@ -958,6 +973,8 @@ func TestProviderVault(t *testing.T) {
 	wantFlag(t, c.Args, "--vault-tls-ca-cert", "/etc/provider-vault/ca/ca.crt")
 	wantFlag(t, c.Args, "--version-key-file", "/etc/provider-vault/version-key/key")
 	wantFlag(t, c.Args, "--spc-tls-dir", "/vault/tls")
+	// By default a class may name only the chart's address.
+	wantFlag(t, c.Args, "--allowed-vault-addrs", "")
 	mounted := false
 	for _, m := range c.VolumeMounts {
 		for _, v := range spec.Volumes {

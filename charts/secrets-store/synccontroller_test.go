@@ -130,6 +130,7 @@ func TestSyncControllerVault(t *testing.T) {
 	wantFlag(t, c.Args, "--audience", "vault-prod")
 	wantFlag(t, c.Args, "--vault-tls-ca-cert", "/etc/provider-vault/ca/ca.crt")
 	wantFlag(t, c.Args, "--version-key-file", "/etc/provider-vault/version-key/key")
+	wantFlag(t, c.Args, "--allowed-vault-addrs", "")
 	if c.SecurityContext == nil || c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem {
 		t.Error("provider-vault sidecar without a read-only root filesystem")
 	}

@@ -41,6 +41,7 @@ func main() {
 	skip, _ := strconv.ParseBool(os.Getenv("VAULT_SKIP_VERIFY"))
 	flag.BoolVar(&d.Connection.TLS.SkipVerify, "vault-tls-skip-verify", skip, "do not verify Vault's certificate (default $VAULT_SKIP_VERIFY; never in production)")
 	flag.StringVar(&d.TLSFileDir, "spc-tls-dir", params.DefaultTLSFileDir, "the only directory under which a SecretProviderClass may name TLS files (vaultCACertPath, vaultCADirectory, vaultTLSClientCertPath, vaultTLSClientKeyPath); empty: none (the -vault-tls-* flags are not restricted)")
+	allowed := flag.String("allowed-vault-addrs", "*", "Vault addresses a SecretProviderClass's vaultAddress may name besides -vault-addr, comma-separated (the provider sends the pod's token there); \"\": only -vault-addr; \"*\": any (vault-csi-provider's behaviour)")
 	flag.StringVar(&d.Audience, "audience", params.DefaultAudience, "default audience of the service account token to log in with (the CSIDriver's tokenRequests must list it)")
 	flag.DurationVar(&cfg.CacheTTL, "cache-ttl", vault.DefaultCacheTTL, "how long a plain read is shared between mounts of the same identity (0: off); keep it below the rotation poll interval")
 	flag.IntVar(&cfg.TokenCacheSize, "cache-size", 1000, "Vault tokens kept, one per identity (0: log in on every mount)")
@@ -53,6 +54,11 @@ func main() {
 	d.Connection.TLS.CADirectory = params.File{Name: caDir}
 	d.Connection.TLS.ClientCert = params.File{Name: clientCert}
 	d.Connection.TLS.ClientKey = params.File{Name: clientKey}
+	var err error
+	if d.AnyAddress, d.AllowedAddresses, err = params.ParseAllowedAddresses(*allowed); err != nil {
+		fmt.Fprintln(os.Stderr, "provider-vault:", err)
+		os.Exit(2)
+	}
 	if *debug {
 		_ = flag.Set("v", "4")
 	}

@@ -85,12 +85,13 @@ func checkVault(parameters map[string]string) ([]string, []Problem) {
 	}
 	// The provider's -spc-tls-dir is unknown offline: any absolute TLS
 	// path passes the check, then paths outside the default directory are
-	// noted as warnings.
-	p, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: "/"})
+	// noted as warnings. Its -allowed-vault-addrs is unknown too: any
+	// vaultAddress passes.
+	p, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: "/", AnyAddress: true})
 	if err != nil {
 		return nil, append(problems, paramProblem(err, func(e *vaultparams.Error) string { return e.Param }))
 	}
-	if _, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: vaultparams.DefaultTLSFileDir}); err != nil {
+	if _, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: vaultparams.DefaultTLSFileDir, AnyAddress: true}); err != nil {
 		pr := paramProblem(err, func(e *vaultparams.Error) string { return e.Param })
 		pr.Warning = true
 		pr.Message += " (with the default -spc-tls-dir; the provider's may differ)"

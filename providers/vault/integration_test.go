@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"k8s.io/client-go/rest"
 
 	"github.com/sscsi/secrets-store/providers/plugin"
@@ -97,6 +98,7 @@ func TestIntegration(t *testing.T) {
 		{"PKICertificateAndKeyFromOneIssuance", integrationPKI},
 		{"VersionsAcrossProviderRestart", integrationVersionsAcrossRestart},
 		{"ConfinedTLSFiles", integrationConfinedTLSFiles},
+		{"VaultAddressAllowList", integrationVaultAddressAllowList},
 		{"Faults", integrationFaults},
 	} {
 		if !t.Run(c.name, func(t *testing.T) { c.run(t, sh) }) && c.name == "Conformance" {
@@ -506,7 +508,7 @@ func integrationConfinedTLSFiles(t *testing.T, sh *shared) {
 	if err := os.Symlink(filepath.Join(outside, "ca.crt"), filepath.Join(allowed, "link.crt")); err != nil {
 		t.Fatal(err)
 	}
-	b, err := vault.NewBackend(vault.BackendConfig{Defaults: params.Defaults{TLSFileDir: allowed}})
+	b, err := vault.NewBackend(vault.BackendConfig{Defaults: params.Defaults{TLSFileDir: allowed, AllowedAddresses: []string{sh.vault.Addr}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,6 +534,53 @@ func integrationConfinedTLSFiles(t *testing.T, sh *shared) {
 	// Without the CA, Vault's certificate is not trusted.
 	if _, err := b.Mount(t.Context(), e.request("team", "p", "app", attrs(""))); err == nil {
 		t.Error("Vault's certificate was trusted without its CA")
+	}
+}
+
+// integrationVaultAddressAllowList: a host that relays what it receives
+// to the real Vault (a second proxy) can replay the pod's token there
+// when the provider lets vaultAddress name any host; with the operator's
+// allow-list the mount is refused InvalidArgument and that host receives
+// nothing.
+func integrationVaultAddressAllowList(t *testing.T, sh *shared) {
+	relay := sh.vault.FaultProxy(t)
+	sh.vault.PutKV(t, "secret", "app/allow/db", map[string]any{"password": "allowed-only"})
+	attrs := spc("app", "- {objectName: pw, secretPath: secret/data/app/allow/db, secretKey: password}")
+	attrs[params.ParamVaultAddress] = relay.Addr
+
+	e := newRealEnv(t, sh, vault.BackendConfig{})
+	r := e.request("team", "p", "app", attrs)
+	_, err := e.b.Mount(t.Context(), r)
+	if code, _ := plugin.Classify(err); code != codes.InvalidArgument || !strings.Contains(err.Error(), params.ParamVaultAddress) {
+		t.Fatalf("err = %v (%v), want InvalidArgument naming %s", err, code, params.ParamVaultAddress)
+	}
+	if strings.Contains(err.Error(), r.Tokens["vault"].Token) || strings.Contains(err.Error(), relay.Addr) {
+		t.Errorf("error quotes the token or the address: %v", err)
+	}
+	if n := relay.Count("", ""); n != 0 {
+		t.Errorf("the refused address received %d requests", n)
+	}
+	// The provider's own address (e's proxy), spelled with a trailing slash, still works.
+	own := spc("app", "- {objectName: pw, secretPath: secret/data/app/allow/db, secretKey: password}")
+	own[params.ParamVaultAddress] = e.proxy.Addr + "/"
+	if got, _ := e.mount(e.request("team", "p", "app", own)); got["pw"] != "allowed-only" {
+		t.Errorf("own address: %q", got["pw"])
+	}
+
+	// What the control prevents: with any address allowed, the relay
+	// receives the pod's token and its login against the real Vault works.
+	open := newRealEnv(t, sh, vault.BackendConfig{Defaults: params.Defaults{AnyAddress: true}})
+	if got, _ := open.mount(open.request("team", "p", "app", attrs)); got["pw"] != "allowed-only" {
+		t.Errorf("through the relay: %q", got["pw"])
+	}
+	if n := relay.Count("PUT", "/v1/auth/kubernetes/login") + relay.Count("POST", "/v1/auth/kubernetes/login"); n != 1 {
+		t.Errorf("the relay saw %d logins, want 1", n)
+	}
+	// Listed by the operator: allowed.
+	relay.Reset()
+	listed := newRealEnv(t, sh, vault.BackendConfig{Defaults: params.Defaults{AllowedAddresses: []string{relay.Addr}}})
+	if got, _ := listed.mount(listed.request("team", "p2", "app", attrs)); got["pw"] != "allowed-only" {
+		t.Errorf("listed address: %q", got["pw"])
 	}
 }
 

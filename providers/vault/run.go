@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/klog/v2"
 
 	"github.com/sscsi/secrets-store/internal/serve"
 	"github.com/sscsi/secrets-store/providers/plugin"
@@ -64,6 +65,11 @@ func (c Config) Validate() error {
 	if _, err := params.Parse(map[string]string{params.ParamRoleName: "x", params.ParamObjects: "- {objectName: x, secretPath: x}"}, c.Defaults); err != nil {
 		return fmt.Errorf("provider defaults (-vault-addr, -vault-mount, -vault-namespace, -audience): %w", err)
 	}
+	for _, a := range c.Defaults.AllowedAddresses {
+		if _, err := params.Parse(map[string]string{params.ParamRoleName: "x", params.ParamObjects: "- {objectName: x, secretPath: x}", params.ParamVaultAddress: a}, c.Defaults); err != nil {
+			return fmt.Errorf("%s: %w", params.AllowedAddressesFlag, err)
+		}
+	}
 	return nil
 }
 
@@ -71,6 +77,9 @@ func (c Config) Validate() error {
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if cfg.Defaults.AnyAddress {
+		klog.InfoS("SecretProviderClasses may name any Vault in vaultAddress, which receives the pod's service account token; restrict them with " + params.AllowedAddressesFlag)
 	}
 	var key []byte
 	if cfg.VersionKeyFile != "" {

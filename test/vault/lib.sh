@@ -17,7 +17,7 @@ VAULT_PG_DIR="/run/sscsi-vault-pg"
 # suite proves that even its most verbose log holds no secret and no token.
 PROVIDER_VAULT_HEALTH="127.0.0.1:8991"
 PROVIDER_VAULT_ARGS=(--endpoint="${PROVIDER_DIR}/vault.sock" --health-addr="${PROVIDER_VAULT_HEALTH}"
-	--vault-addr="http://${VAULT_LISTEN}" --vault-mount=kubernetes --audience=vault -v=10)
+	--vault-addr="http://${VAULT_LISTEN}" --allowed-vault-addrs= --vault-mount=kubernetes --audience=vault -v=10)
 
 # stop_stray_localvault stops a localvault serving VAULT_DIR that has no PID file any more (its state
 # was removed by a down.sh that predates it), so that its Vault does not keep VAULT_LISTEN busy.

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"path"
 	"strconv"
@@ -194,6 +195,43 @@ type Defaults struct {
 	// vaultTLSClientCertPath, vaultTLSClientKeyPath); empty: it may name
 	// none. Paths from provider flags are not restricted.
 	TLSFileDir string
+	// AnyAddress lets a SecretProviderClass's vaultAddress name any Vault
+	// (vault-csi-provider's behaviour). Otherwise it may name only
+	// Connection.Address or one of AllowedAddresses: the provider sends
+	// the pod's service account token there to log in, and a host that
+	// receives it can replay it against the real Vault.
+	AnyAddress bool
+	// AllowedAddresses are the Vault addresses besides Connection.Address
+	// that vaultAddress may name when AnyAddress is false; they are
+	// compared by scheme, host (case-insensitively) and port.
+	AllowedAddresses []string
+}
+
+// AllowedAddressesFlag is the provider flag that sets Defaults.AnyAddress
+// and Defaults.AllowedAddresses, for messages.
+const AllowedAddressesFlag = "-allowed-vault-addrs"
+
+// ParseAllowedAddresses reads the value of provider flag
+// -allowed-vault-addrs: "*" allows any address, otherwise a
+// comma-separated list of Vault base addresses ("" = only -vault-addr).
+func ParseAllowedAddresses(v string) (anyAddr bool, addrs []string, err error) {
+	for a := range strings.SplitSeq(v, ",") {
+		a = strings.TrimSpace(a)
+		switch {
+		case a == "":
+		case a == "*":
+			anyAddr = true
+		default:
+			if checkAddress(a) != nil {
+				return false, nil, fmt.Errorf("%s: an entry is not an http(s) base URL like https://vault.example:8200", AllowedAddressesFlag)
+			}
+			addrs = append(addrs, a)
+		}
+	}
+	if anyAddr && len(addrs) > 0 {
+		return false, nil, fmt.Errorf("%s: \"*\" allows every address; give it alone or list addresses", AllowedAddressesFlag)
+	}
+	return anyAddr, addrs, nil
 }
 
 // Params is the validated form of one mount's parameters.
@@ -273,6 +311,9 @@ func Parse(attrs map[string]string, def Defaults) (*Params, error) {
 	if err := checkAddress(p.Connection.Address); err != nil {
 		return nil, err
 	}
+	if !def.AnyAddress && !addressAllowed(p.Connection.Address, def) {
+		return nil, invalid("parameter %s names a Vault this provider does not send service account tokens to; use the provider's -vault-addr or ask the operator to add the address to %s (chart: providers.vault.allowedAddresses)", ParamVaultAddress, AllowedAddressesFlag)
+	}
 	if v, ok := attrs[ParamVaultNamespace]; ok && strings.TrimSpace(v) != "" {
 		p.Connection.Namespace = strings.Trim(strings.TrimSpace(v), "/")
 	}
@@ -318,6 +359,41 @@ func checkAddress(a string) error {
 		return invalid("parameter %s (or -vault-addr) has a path; give the server's base address only", ParamVaultAddress)
 	}
 	return nil
+}
+
+// addressAllowed reports whether a (a valid address) is def's address or
+// one of def.AllowedAddresses.
+func addressAllowed(a string, def Defaults) bool {
+	want := canonicalAddress(a)
+	if def.Connection.Address == "" {
+		def.Connection.Address = DefaultAddress
+	}
+	if canonicalAddress(def.Connection.Address) == want {
+		return true
+	}
+	for _, x := range def.AllowedAddresses {
+		if canonicalAddress(x) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// canonicalAddress is a's scheme://host:port, the host in lower case and
+// the scheme's port explicit; "" if a is not a valid address.
+func canonicalAddress(a string) string {
+	if checkAddress(a) != nil {
+		return ""
+	}
+	u, err := url.Parse(a)
+	if err != nil {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return u.Scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 // checkMountLike accepts mount paths and namespaces: segments of letters,

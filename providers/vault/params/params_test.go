@@ -10,7 +10,7 @@ import (
 )
 
 func TestParsePrecedenceAndDefaults(t *testing.T) {
-	def := Defaults{Connection: Connection{Address: "https://flag:8200", Namespace: "team"}, AuthMount: "k8s", Audience: "aud"}
+	def := Defaults{Connection: Connection{Address: "https://flag:8200", Namespace: "team"}, AuthMount: "k8s", Audience: "aud", AnyAddress: true}
 	p, err := Parse(map[string]string{ParamRoleName: "r", ParamObjects: "- {objectName: a, secretPath: secret/data/a}"}, def)
 	if err != nil {
 		t.Fatal(err)
@@ -182,13 +182,18 @@ func FuzzParse(f *testing.F) {
 		p, err := Parse(map[string]string{
 			ParamRoleName: role, ParamVaultAddress: addr, ParamVaultNamespace: ns, ParamKubernetesMountPath: kmount,
 			ParamAuthMountPath: amount, ParamAudience: aud, ParamSkipTLSVerify: skip, ParamObjects: objects,
-		}, Defaults{})
+		}, Defaults{AnyAddress: true})
 		if err != nil {
 			var pe *Error
 			if !errors.As(err, &pe) || pe.Param == "" {
 				t.Fatalf("error is not a *params.Error naming a parameter: %v", err)
 			}
 			return
+		}
+		// Without AnyAddress, only the provider's address is accepted.
+		if q, err := Parse(map[string]string{ParamRoleName: role, ParamVaultAddress: addr, ParamObjects: objects}, Defaults{}); err == nil &&
+			canonicalAddress(q.Connection.Address) != canonicalAddress(DefaultAddress) {
+			t.Fatalf("vaultAddress %q accepted though only %s is allowed", addr, DefaultAddress)
 		}
 		if p.Role == "" || p.AuthMount == "" || strings.Contains(p.AuthMount, "..") || strings.Contains(p.Connection.Namespace, "..") {
 			t.Fatalf("accepted %+v", p)
@@ -294,4 +299,66 @@ func FuzzTLSPathConfined(f *testing.F) {
 			t.Fatalf("path %q resolves to %q, outside %q", v, j, got.Dir)
 		}
 	})
+}
+
+// TestAllowedAddresses: unless the operator allows any address, a
+// SecretProviderClass's vaultAddress must be the provider's -vault-addr
+// or one of -allowed-vault-addrs (the pod's token is sent there).
+func TestAllowedAddresses(t *testing.T) {
+	def := Defaults{Connection: Connection{Address: "https://vault.vault.svc:8200"}, AllowedAddresses: []string{"https://vault-dr.example", "http://[::1]:8200/"}}
+	attrs := func(addr string) map[string]string {
+		return map[string]string{ParamRoleName: "r", ParamVaultAddress: addr, ParamObjects: "- {objectName: a, secretPath: a}"}
+	}
+	for _, ok := range []string{
+		"", "https://vault.vault.svc:8200", "HTTPS://Vault.Vault.SVC:8200/", "https://vault-dr.example:443", "https://VAULT-DR.example/", "http://[::1]:8200",
+	} {
+		if _, err := Parse(attrs(ok), def); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{
+		"https://attacker.example:8200", "http://vault.vault.svc:8200", "https://vault.vault.svc:8201", "https://vault.vault.svc",
+		"https://vault-dr.example:8200", "http://vault-dr.example", "https://vault.vault.svc.attacker.example:8200", "http://[::1]:8201",
+	} {
+		_, err := Parse(attrs(bad), def)
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Param != ParamVaultAddress || !strings.Contains(err.Error(), AllowedAddressesFlag) {
+			t.Errorf("%q: err = %v, want an error naming %s and %s", bad, err, ParamVaultAddress, AllowedAddressesFlag)
+		}
+		if err != nil && strings.Contains(err.Error(), strings.TrimPrefix(strings.TrimPrefix(bad, "https://"), "http://")) {
+			t.Errorf("%q: error quotes the address: %v", bad, err)
+		}
+	}
+	// The zero Defaults allow only DefaultAddress; AnyAddress allows all.
+	if _, err := Parse(attrs("https://attacker.example"), Defaults{}); err == nil {
+		t.Error("zero Defaults accepted another address")
+	}
+	if _, err := Parse(attrs(DefaultAddress), Defaults{}); err != nil {
+		t.Errorf("zero Defaults refused DefaultAddress: %v", err)
+	}
+	if _, err := Parse(attrs("https://attacker.example"), Defaults{AnyAddress: true}); err != nil {
+		t.Errorf("AnyAddress: %v", err)
+	}
+}
+
+func TestParseAllowedAddresses(t *testing.T) {
+	for v, want := range map[string]struct {
+		any   bool
+		addrs []string
+	}{
+		"*":   {any: true},
+		" * ": {any: true},
+		"":    {},
+		"https://a:8200, http://b:8200,": {addrs: []string{"https://a:8200", "http://b:8200"}},
+	} {
+		anyAddr, addrs, err := ParseAllowedAddresses(v)
+		if err != nil || anyAddr != want.any || strings.Join(addrs, " ") != strings.Join(want.addrs, " ") {
+			t.Errorf("%q: %v %v %v", v, anyAddr, addrs, err)
+		}
+	}
+	for _, bad := range []string{"*,https://a", "ftp://a", "https://a/path", "https://user:pw@a", "a:8200"} {
+		if _, _, err := ParseAllowedAddresses(bad); err == nil || !strings.Contains(err.Error(), AllowedAddressesFlag) || strings.Contains(err.Error(), "pw") {
+			t.Errorf("%q: err = %v", bad, err)
+		}
+	}
 }
