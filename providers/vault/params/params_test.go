@@ -346,9 +346,9 @@ func TestParseAllowedAddresses(t *testing.T) {
 		any   bool
 		addrs []string
 	}{
-		"*":   {any: true},
-		" * ": {any: true},
-		"":    {},
+		"*":                              {any: true},
+		" * ":                            {any: true},
+		"":                               {},
 		"https://a:8200, http://b:8200,": {addrs: []string{"https://a:8200", "http://b:8200"}},
 	} {
 		anyAddr, addrs, err := ParseAllowedAddresses(v)
