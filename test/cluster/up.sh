@@ -312,7 +312,7 @@ chart)
 		# -v=10 so the e2e suite proves even its most verbose log holds no secret and no token.
 		[ -f "${REPO_ROOT}/bin/images/provider-vault.tar" ] || die "bin/images/provider-vault.tar missing: make build images"
 		vault_values="vault: {enabled: true, image: {repository: ${IMAGE_REPO}/provider-vault, tag: latest, pullPolicy: Never},
-    hostNetwork: true, address: \"http://${VAULT_LISTEN}\", healthAddr: \"${PROVIDER_VAULT_HEALTH}\", extraArgs: [\"-v=10\"]}"
+    hostNetwork: true, address: \"http://${VAULT_LISTEN}\", healthAddr: \"${PROVIDER_VAULT_HEALTH}\", cacheTTL: ${VAULT_CACHE_TTL}, extraArgs: [\"-v=10\"]}"
 	fi
 	cat >"$values" <<VALUES
 linux:
