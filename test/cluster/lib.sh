@@ -176,11 +176,18 @@ stop_component() {
 start_bg() {
 	local name=$1 bin=$2
 	shift 2
-	local pid
+	local pid running
+	bin=$(readlink -f "$(command -v "$bin")")
 	if pid=$(pid_alive "$name"); then
-		# A rebuilt binary (make build, build.sh --force) replaces the file: restart on the new one.
-		if readlink "/proc/${pid}/exe" 2>/dev/null | grep -q ' (deleted)$'; then
+		running=$(readlink "/proc/${pid}/exe" 2>/dev/null || true)
+		# A rebuilt binary (make build, build.sh --force) replaces the file, and a run from another
+		# worktree brings its own binary: restart on the one asked for, so a suite never tests
+		# another checkout's driver.
+		if [ "${running% (deleted)}" != "$running" ]; then
 			log "  $name binary was rebuilt; restarting it"
+			stop_component "$name"
+		elif [ "$running" != "$bin" ]; then
+			log "  $name runs ${running}, not ${bin}; restarting it"
 			stop_component "$name"
 		else
 			log "  $name already running (pid ${pid})"
@@ -188,7 +195,6 @@ start_bg() {
 		fi
 	fi
 	mkdir -p "$LOGS" "$PIDS"
-	bin=$(readlink -f "$(command -v "$bin")")
 	setsid "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
 	echo "$! $bin" >"${PIDS}/${name}.pid"
 	log "  started $name (pid $!, log ${LOGS}/${name}.log)"
