@@ -233,9 +233,6 @@ func TestSSCSIExplain(t *testing.T) {
 	}
 
 	fw.WaitPodRunning(t, ns, "healthy", podTimeout)
-	if !nodeMetricsValidated(t) {
-		return
-	}
 	r, code := explainPod(t, ns, "healthy")
 	if code != 0 || len(r.Diagnoses) != 0 {
 		t.Errorf("explain pod/healthy: exit %d, diagnoses %+v: want exit 0, none", code, r.Diagnoses)
@@ -253,19 +250,6 @@ func TestSSCSIExplain(t *testing.T) {
 	if _, ok := checks["provider/fake"]; !ok {
 		t.Errorf("explain pod/healthy did not check provider fake: %+v", r.Checks)
 	}
-}
-
-// nodeMetricsValidated gates the checks that read the driver's metrics at the
-// node's address: they have not yet passed on the node in host mode (they did
-// in chart mode before a last fix), so CI runs them only with
-// SSCSI_E2E_NODE_METRICS=1 until someone has seen them pass there.
-func nodeMetricsValidated(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv("SSCSI_E2E_NODE_METRICS") == "" {
-		t.Log("SSCSI_E2E_NODE_METRICS unset: not checking the driver's metrics at the node's address (not yet validated in host mode)")
-		return false
-	}
-	return true
 }
 
 func hasDiagnosis(r explainReport, id string) bool {
