@@ -27,19 +27,40 @@ import (
 // cluster and returns its stdout and exit code.
 func sscsi(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	return runSSCSI(t, false, args...)
+}
+
+// kubectlSSCSI runs `kubectl sscsi ARGS` with bin/ on PATH, where make build
+// links kubectl-sscsi: kubectl finds the plugin and passes its exit code on.
+func kubectlSSCSI(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	return runSSCSI(t, true, args...)
+}
+
+func runSSCSI(t *testing.T, viaKubectl bool, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join("..", "..", "bin", "sscsi"), append(args, "--kubeconfig", fw.Kubeconfig)...)
+	bin, err := filepath.Abs(filepath.Join("..", "..", "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args = append(args, "--kubeconfig", fw.Kubeconfig)
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "sscsi"), args...)
+	if viaKubectl {
+		cmd = exec.CommandContext(ctx, fw.KubectlPath, append([]string{"sscsi"}, args...)...)
+		cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	err = cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("sscsi %v: %v", args, err)
+		t.Fatalf("%s %v: %v", cmd.Path, args, err)
 	}
-	t.Logf("sscsi %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+	t.Logf("%s %s: exit %d\n%s%s", filepath.Base(cmd.Path), strings.Join(cmd.Args[1:], " "), code, out.String(), errb.String())
 	return out.String(), code
 }
 
@@ -231,11 +252,18 @@ func TestSSCSIExplain(t *testing.T) {
 			t.Errorf("explain pod/%s: exit %d, diagnoses %+v: want exit 1 naming %s", c.pod.Name, code, r.Diagnoses, c.want)
 		}
 	}
+	// The same program as a kubectl plugin, exit code included.
+	if out, code := kubectlSSCSI(t, "explain", "pod/missing-class", "--namespace", ns); code != 1 || !strings.Contains(out, "class-not-found") {
+		t.Errorf("kubectl sscsi explain pod/missing-class: exit %d, output %q: want exit 1 naming class-not-found", code, out)
+	}
 
 	fw.WaitPodRunning(t, ns, "healthy", podTimeout)
 	r, code := explainPod(t, ns, "healthy")
 	if code != 0 || len(r.Diagnoses) != 0 {
 		t.Errorf("explain pod/healthy: exit %d, diagnoses %+v: want exit 0, none", code, r.Diagnoses)
+	}
+	if _, code := kubectlSSCSI(t, "explain", "pod/healthy", "--namespace", ns); code != 0 {
+		t.Errorf("kubectl sscsi explain pod/healthy: exit %d, want 0", code)
 	}
 	checks := map[string]bool{}
 	for _, c := range r.Checks {
