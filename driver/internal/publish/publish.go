@@ -296,7 +296,8 @@ func (p *Publisher) rotate(ctx context.Context, req Request, st *volume) {
 	}
 	versions, changed, err := p.fetch(ctx, s, mreq, req)
 	if err != nil {
-		fail(err)
+		// Upstream's words for a failed re-fetch: alerts written for it match on them.
+		fail(fmt.Errorf("provider mount err: %w", err))
 		return
 	}
 	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider, spec: s})

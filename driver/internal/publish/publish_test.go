@@ -303,6 +303,28 @@ func TestProviderLabelIsBounded(t *testing.T) {
 }
 
 // metric sums every series of a counter family.
+// labelOf is the value of label of the first series of metric name.
+func (h *harness) labelOf(name, label string) string {
+	h.t.Helper()
+	mfs, err := h.metrics.Registry().Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label {
+					return l.GetValue()
+				}
+			}
+		}
+	}
+	return ""
+}
+
 func (h *harness) metric(name string) float64 {
 	h.t.Helper()
 	mfs, err := h.metrics.Registry().Gather()
@@ -407,11 +429,15 @@ func TestRotationSendsCurrentVersionsAndFailureKeepsFiles(t *testing.T) {
 	if got := readFile(t, filepath.Join(tgt, "o")); got != "one" {
 		t.Fatalf("files after failed rotation = %q, want the old ones", got)
 	}
-	if !strings.Contains(h.events.all(), "SecretRotationFailed") {
-		t.Errorf("no SecretRotationFailed event: %q", h.events.all())
+	// Upstream's wording (alerts match it), then the provider's message.
+	if ev := h.events.all(); !strings.Contains(ev, "SecretRotationFailed") || !strings.Contains(ev, "provider mount err: ") || !strings.Contains(ev, "backend down") {
+		t.Errorf("no SecretRotationFailed event with upstream's 'provider mount err: ' and the provider's message: %q", ev)
 	}
 	if v := h.metric("rotation_reconcile_error_total"); v != 1 {
 		t.Errorf("rotation_reconcile_error_total = %v", v)
+	}
+	if got := h.labelOf("rotation_reconcile_error_total", "error_type"); got != "Unavailable" {
+		t.Errorf("rotation_reconcile_error_total error_type = %q, want the provider's gRPC code Unavailable", got)
 	}
 	// The failure did not move the clock of the last fetch: next republish retries.
 	h.scripted.set(&v1alpha1.MountResponse{
