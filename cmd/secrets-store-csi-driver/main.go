@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -64,6 +65,15 @@ func main() {
 		// A node agent with a small live heap: collect at +50% instead of
 		// +100% to keep resident memory near the live set (GOGC overrides).
 		debug.SetGCPercent(50)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// A publish is mostly waiting on syscalls and sockets, passed between
+		// a few goroutines (gRPC reader, handler, writer; the provider call;
+		// the pod status write). With more than one P, every hand-off wakes
+		// an idle thread to look for work, and in a VM each wake-up is a
+		// costly context switch: one P cuts the driver's CPU per publish by
+		// a fifth (docs/benchmarks.md). GOMAXPROCS overrides.
+		runtime.GOMAXPROCS(1)
 	}
 	cfg.KubeAPIQPS = float32(qps)
 	cfg.AdditionalProviderPaths = strings.Split(additional, ",")
