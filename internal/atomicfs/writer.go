@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -79,13 +83,17 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 			_ = os.RemoveAll(tsDir)
 		}
 	}()
-	if err := o.own(tsDir, o.dirMode(), false); err != nil {
-		return false, fmt.Errorf("chmod payload directory: %w", err)
-	}
+	// The payload directory stays 0700 (root only) while its files are
+	// written, so that nobody sees a file before it is complete; it gets
+	// its final mode and group just before the swap.
+	fsync := needsSync(tsDir)
 	for _, f := range files {
-		if err := writeFile(tsDir, f, o); err != nil {
+		if err := writeFile(tsDir, f, o, fsync); err != nil {
 			return false, err
 		}
+	}
+	if err := o.own(tsDir, o.dirMode(), false); err != nil {
+		return false, fmt.Errorf("chmod payload directory: %w", err)
 	}
 
 	// Swap ..data in one rename.
@@ -183,33 +191,73 @@ func OpenPayload(dir string) (*os.Root, error) {
 	return vol.OpenRoot(ts)
 }
 
-func writeFile(root string, f File, o options) error {
+func writeFile(root string, f File, o options, fsync bool) error {
 	p := filepath.Join(root, filepath.FromSlash(f.Path))
 	if err := mkdirs(root, filepath.Dir(p), o); err != nil {
 		return fmt.Errorf("create directory for %q: %w", f.Path, err)
 	}
-	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscallNoFollow, 0o600)
+	// Without a group the file is created with its mode (the payload
+	// directory is still closed to others); a chmod follows only when the
+	// umask took bits away. With a group it is 0600 until chowned.
+	perm, chmod := fs.FileMode(0o600), true
+	if o.gid < 0 {
+		perm, chmod = f.Mode, f.Mode&^processUmask() != f.Mode
+	}
+	// Plain system calls on the descriptor: os.File would also register it
+	// with the network poller (four fcntl and an epoll_ctl per file, more
+	// than the write itself for a small secret).
+	fd, err := ignoringEINTR(func() (int, error) {
+		return syscall.Open(p, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC|syscallNoFollow, uint32(perm.Perm()))
+	})
 	if err != nil {
-		return fmt.Errorf("create %q: %w", f.Path, err)
+		return fmt.Errorf("create %q: %w", f.Path, &fs.PathError{Op: "open", Path: p, Err: err})
 	}
-	_, werr := fh.Write(f.Contents)
+	werr := writeAll(fd, f.Contents)
 	if werr == nil && o.gid >= 0 {
-		werr = fh.Chown(-1, o.gid)
+		werr = syscall.Fchown(fd, -1, o.gid)
 	}
-	if werr == nil {
+	if werr == nil && chmod {
 		// The umask must not change the mode the provider asked for.
-		werr = fh.Chmod(f.Mode)
+		werr = syscall.Fchmod(fd, uint32(f.Mode.Perm()))
 	}
-	if werr == nil {
-		werr = fh.Sync()
+	if werr == nil && fsync {
+		werr = syscall.Fsync(fd)
 	}
-	if cerr := fh.Close(); werr == nil {
+	if cerr := syscall.Close(fd); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
-		return fmt.Errorf("write %q: %w", f.Path, werr)
+		return fmt.Errorf("write %q: %w", f.Path, &fs.PathError{Op: "write", Path: p, Err: werr})
 	}
 	return nil
+}
+
+// writeAll writes b to fd, retrying short and interrupted writes.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := syscall.Write(fd, b)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// ignoringEINTR retries fn while it is interrupted by a signal.
+func ignoringEINTR(fn func() (int, error)) (int, error) {
+	for {
+		n, err := fn()
+		if !errors.Is(err, syscall.EINTR) {
+			return n, err
+		}
+	}
 }
 
 // mkdirs creates dir and its missing parents below root with the payload's
@@ -366,3 +414,37 @@ func Read(dir string) ([]File, error) {
 	})
 	return out, err
 }
+
+// needsSync reports whether files written under dir need an fsync: not on
+// a tmpfs (the driver's volumes), whose files live only in memory and
+// where fsync does nothing but cost a system call per file.
+func needsSync(dir string) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return true
+	}
+	return st.Type != tmpfsMagic
+}
+
+// tmpfsMagic is TMPFS_MAGIC, the f_type statfs(2) reports for a tmpfs.
+const tmpfsMagic = 0x01021994
+
+// processUmask is the process's umask, read once from /proc/self/status
+// (umask(2) cannot read it without setting it); 0777 when unknown, so
+// that every file gets an explicit chmod.
+var processUmask = sync.OnceValue(func() fs.FileMode {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0o777
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil || m > 0o777 {
+				return 0o777
+			}
+			return fs.FileMode(m)
+		}
+	}
+	return 0o777
+})

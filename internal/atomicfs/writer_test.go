@@ -72,13 +72,15 @@ func TestWriteLayoutAndModes(t *testing.T) {
 		{Path: "a", Mode: 0o600, Contents: []byte("A")},
 		{Path: "nested/deep/b", Mode: 0o640, Contents: []byte("B")},
 		{Path: "empty", Mode: 0o644},
+		// Bits a usual umask (022) takes away must still be set.
+		{Path: "shared", Mode: 0o666, Contents: []byte("S")},
 	}
 	changed, err := Write(dir, in, Limits{})
 	if err != nil || !changed {
 		t.Fatalf("Write = %v, %v; want changed", changed, err)
 	}
 	got := readVisible(t, dir)
-	want := map[string]string{"a": "A", "nested/deep/b": "B", "empty": ""}
+	want := map[string]string{"a": "A", "nested/deep/b": "B", "empty": "", "shared": "S"}
 	if len(got) != len(want) {
 		t.Fatalf("visible files = %v, want %v", got, want)
 	}
@@ -95,6 +97,10 @@ func TestWriteLayoutAndModes(t *testing.T) {
 		if fi.Mode().Perm() != f.Mode {
 			t.Errorf("%s mode = %#o, want %#o", f.Path, fi.Mode().Perm(), f.Mode)
 		}
+	}
+	// The payload directory is closed while written, open once swapped in.
+	if fi, err := os.Stat(filepath.Join(dir, DataDir)); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("payload directory = %v, %v; want mode 0755", fi, err)
 	}
 	if target, err := os.Readlink(filepath.Join(dir, "a")); err != nil || target != "..data/a" {
 		t.Errorf("a link = %q, %v; want ..data/a", target, err)
