@@ -349,7 +349,7 @@ syncController:
   env: [{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}, {name: KUBERNETES_SERVICE_PORT, value: "6443"}]
   rotationPollInterval: ${SYNC_POLL_INTERVAL}
   logVerbosity: 4
-  providers: {fake: {enabled: true}, aws: {enabled: true}}
+  providers: {fake: {enabled: true}, aws: {enabled: true}, vault: {enabled: ${want_vault}}}
 VALUES
 	"${REPO_ROOT}/bin/demoinstall" -kubeconfig "$ADMIN_KUBECONFIG" -namespace kube-system -release secrets-store \
 		-chart "${REPO_ROOT}/charts/secrets-store" -values "$values" -replace-unmanaged-csidriver -timeout 3m
@@ -388,10 +388,19 @@ elif [ -x "${REPO_ROOT}/bin/secrets-store-sync-controller" ]; then
 	if ! pid_alive secrets-store-sync-controller >/dev/null && sync_ready >/dev/null 2>&1; then
 		die "something we did not start serves ${SYNC_CONTROLLER_ADDR} (a SecretSync controller left by a down.sh that did not know it? see: ss -ltnp | grep ${SYNC_CONTROLLER_ADDR##*:})"
 	fi
+	# Tokens for provider-aws (IRSA) and, with SSCSI_VAULT=1, provider-vault (its -audience).
+	sync_audiences=sts.amazonaws.com
+	if $want_vault; then sync_audiences+=",vault"; fi
+	# One started for another set (an up.sh without SSCSI_VAULT=1) is restarted with this one.
+	if pid=$(pid_alive secrets-store-sync-controller) &&
+		! tr '\0' ' ' 2>/dev/null <"/proc/${pid}/cmdline" | grep -qF -- "--token-request-audience ${sync_audiences} "; then
+		log "  restarting the SecretSync controller for token audiences ${sync_audiences}"
+		stop_component secrets-store-sync-controller
+	fi
 	start_bg secrets-store-sync-controller "${REPO_ROOT}/bin/secrets-store-sync-controller" \
 		--kubeconfig "${ADMIN_KUBECONFIG}" --provider-volume "${PROVIDER_DIR}" --leader-elect=false \
 		--controller-server-address "${SYNC_CONTROLLER_ADDR}" --rotation-poll-interval "${SYNC_POLL_INTERVAL}" \
-		--token-request-audience sts.amazonaws.com -v 4
+		--token-request-audience "${sync_audiences}" -v 4
 	wait_for "SecretSync controller ready" 60 sync_ready
 else
 	log "WARNING: bin/secrets-store-sync-controller not built; SecretSyncs are not reconciled"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -226,4 +227,58 @@ func waitSecret(t *testing.T, ns, name string, want map[string]string) {
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// TestSecretSyncVault: a SecretSync whose SecretProviderClass names provider-vault (the SecretSync
+// controller's Vault sidecar in chart mode, the node's provider-vault in host mode) produces its
+// Secret from a KV v2 value with no pod, logging in with the SecretSync's service account (a real
+// TokenReview); a new KV version reaches the Secret by the controller's refresh; a class naming a
+// Vault the provider may not send tokens to gets a Create=False condition naming vaultAddress.
+func TestSecretSyncVault(t *testing.T) {
+	t.Parallel()
+	lv := readLocalVault(t)
+	v := vaulttest.Connect(t, lv.Address, lv.RootToken, nil)
+	ns := fw.Namespace(t, "ssync-vault")
+	if _, err := fw.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v.WritePolicy(t, ns, `path "secret/data/`+ns+`/*" { capabilities = ["read"] }`)
+	v.KubernetesRole(t, "kubernetes", ns, vaulttest.Role{
+		ServiceAccounts: []string{"app"}, Namespaces: []string{ns}, Policies: []string{ns}, TTL: 20 * time.Minute,
+	})
+	apiKey := secretValue("ssync-vault")
+	v.PutKV(t, "secret", ns+"/config", map[string]any{"api-key": apiKey})
+	objects := `- {objectName: api-key, secretPath: "secret/data/` + ns + `/config", secretKey: api-key}`
+	// The same class pointing at another address: the pod's token must not go there.
+	elsewhere := strings.Replace(lv.Address, "127.0.0.1", "127.0.0.2", 1)
+	for name, addr := range map[string]string{"vault": lv.Address, "vault-elsewhere": elsewhere} {
+		fw.CreateSPC(t, framework.SPC{Name: name, Namespace: ns, Provider: "vault", Parameters: map[string]string{
+			"roleName": ns, "vaultAddress": addr, "audience": "vault", "objects": objects,
+		}})
+	}
+	ss := createSecretSync(t, ns, secretSync{name: "app-config", sa: "app", spc: "vault", data: map[string]string{"api-key": "api-key"}})
+	createSecretSync(t, ns, secretSync{name: "elsewhere", sa: "app", spc: "vault-elsewhere", data: map[string]string{"api-key": "api-key"}})
+
+	s := waitSecretData(t, ns, "app-config", map[string]string{"api-key": apiKey}, syncTimeout)
+	checkOwnedSecret(t, s, ss)
+	waitCondition(t, ns, "app-config", "Create", "True")
+	reason, msg := waitCondition(t, ns, "elsewhere", "Create", "False", "vaultAddress")
+	t.Logf("class naming another Vault: %s: %s", reason, msg)
+	if _, err := fw.Client.CoreV1().Secrets(ns).Get(t.Context(), "elsewhere", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("Secret of the SecretSync naming another Vault: %v, want NotFound", err)
+	}
+	if pods, err := fw.Client.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{}); err != nil || len(pods.Items) != 0 {
+		t.Fatalf("the namespace has pods (%v): the Secret must come without any", err)
+	}
+
+	// A new KV version reaches the Secret on a refresh: within the poll interval (with jitter) plus
+	// provider-vault's shared-read lifetime (-cache-ttl, at most 30 s).
+	rotated := secretValue("ssync-vault-rotated")
+	version := v.PutKV(t, "secret", ns+"/config", map[string]any{"api-key": rotated})
+	start := time.Now()
+	waitSecretData(t, ns, "app-config", map[string]string{"api-key": rotated}, syncPollInterval+syncPollInterval/5+30*time.Second+5*time.Second)
+	t.Logf("KV v2 version %d reached the Secret after %s", version, time.Since(start).Round(time.Second))
+
+	deleteSecretSync(t, ns, "app-config")
 }
