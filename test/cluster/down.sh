@@ -56,7 +56,7 @@ fi
 stop containerd
 # containerd's shims outlive it; ours are the ones pointing at our containerd socket.
 for d in /proc/[0-9]*; do
-	if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q -- "-address ${CTRD_SOCK} "; then
+	if tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -q -- "-address ${CTRD_SOCK} "; then
 		kill -KILL "${d#/proc/}" 2>/dev/null && log "  killed containerd shim ${d#/proc/}"
 	fi
 done
