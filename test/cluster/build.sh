@@ -51,12 +51,7 @@ if $regen || [ ! -f "${tools}/go.mod" ]; then
 fi
 
 # One build at a time (two would starve a 2-core machine): wait for another build.sh to finish.
-mkdir -p "${SSCSI_CACHE}/k8s"
-exec 9>"${SSCSI_CACHE}/k8s/build.lock"
-if ! flock -n 9; then
-	log "another Kubernetes build is running; waiting for it"
-	flock 9
-fi
+build_lock "${SSCSI_CACHE}/k8s/build.lock" "another Kubernetes build is running"
 
 if have_k8s_binaries && ! $force; then
 	log "Kubernetes ${K8S_VERSION} binaries cached in ${K8S_BIN}"
@@ -83,16 +78,7 @@ start=$(date +%s)
 	cd "$tools"
 	CGO_ENABLED=0 GOFLAGS=-mod=mod go build -v -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}"
 ) >"$blog" 2>&1 &
-pid=$!
-# A 13-minute build with no output looks hung: report progress every 30 s.
-while kill -0 "$pid" 2>/dev/null; do
-	for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-	kill -0 "$pid" 2>/dev/null && log "  ... building, $(grep -c . "$blog" || true) packages compiled so far"
-done
-if ! wait "$pid"; then
-	tail -30 "$blog" >&2
-	die "Kubernetes build failed (full log: ${blog})"
-fi
+wait_build $! "$blog" Kubernetes
 for b in "${K8S_BINARIES[@]}"; do mv "$tmp/$b" "${K8S_BIN}/$b"; done
 rm -rf "$tmp"
 log "built Kubernetes ${K8S_VERSION} in $(($(date +%s) - start))s into ${K8S_BIN}"

@@ -200,6 +200,32 @@ start_bg() {
 	log "  started $name (pid $!, log ${LOGS}/${name}.log)"
 }
 
+# build_lock FILE WHAT takes an exclusive flock on FILE for the rest of the calling script (one
+# heavy build at a time on a 2-core machine), saying "WHAT; waiting for it" if it must wait.
+build_lock() {
+	local file=$1 what=$2 fd
+	mkdir -p "$(dirname "$file")"
+	exec {fd}>"$file"
+	if ! flock -n "$fd"; then
+		log "${what}; waiting for it"
+		flock "$fd"
+	fi
+}
+
+# wait_build PID LOG WHAT waits for the background build PID writing LOG and reports progress every
+# 30 s (a long build with no output looks hung); if the build fails, it shows LOG's tail and dies.
+wait_build() {
+	local pid=$1 blog=$2 what=$3
+	while kill -0 "$pid" 2>/dev/null; do
+		for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+		kill -0 "$pid" 2>/dev/null && log "  ... building, $(grep -c . "$blog" || true) packages compiled so far"
+	done
+	if ! wait "$pid"; then
+		tail -30 "$blog" >&2
+		die "${what} build failed (full log: ${blog})"
+	fi
+}
+
 # wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND... polls COMMAND every half second.
 wait_for() {
 	local what=$1 timeout=$2 deadline

@@ -32,24 +32,14 @@ stamp() { cat "${src}/go.mod" "${src}/go.sum" "${src}"/*.go | sha256sum | cut -d
 want=$(stamp)
 cached() { [ -x "${VAULT_SERVER}" ] && [ "$(cat "${VAULT_SERVER}.source" 2>/dev/null)" = "$want" ]; }
 
-mkdir -p "${SSCSI_CACHE}/vault"
-exec 9>"${SSCSI_CACHE}/vault/build.lock"
-if ! flock -n 9; then
-	log "another Vault build is running; waiting for it"
-	flock 9
-fi
+build_lock "${SSCSI_CACHE}/vault/build.lock" "another Vault build is running"
 if cached && ! $force; then
 	log "Vault server ${VAULT_VERSION} cached in ${VAULT_SERVER}"
 	exit 0
 fi
 
 # One heavy build at a time on a 2-core machine: wait for a running Kubernetes build.
-mkdir -p "${SSCSI_CACHE}/k8s"
-exec 8>"${SSCSI_CACHE}/k8s/build.lock"
-if ! flock -n 8; then
-	log "a Kubernetes build is running; waiting for it before building Vault"
-	flock 8
-fi
+build_lock "${SSCSI_CACHE}/k8s/build.lock" "a Kubernetes build is running (Vault builds after it)"
 
 bin_dir="$(dirname "${VAULT_SERVER}")"
 mkdir -p "$bin_dir"
@@ -63,15 +53,7 @@ start=$(date +%s)
 		env CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly -p=${SSCSI_BUILD_P:-2}" \
 		go build -v -trimpath -ldflags "-s -w" -o "${VAULT_SERVER}.tmp" .
 ) >"$blog" 2>&1 &
-pid=$!
-while kill -0 "$pid" 2>/dev/null; do
-	for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-	kill -0 "$pid" 2>/dev/null && log "  ... building, $(grep -c . "$blog" || true) packages compiled so far"
-done
-if ! wait "$pid"; then
-	tail -30 "$blog" >&2
-	die "Vault server build failed (full log: ${blog})"
-fi
+wait_build $! "$blog" "Vault server"
 mv "${VAULT_SERVER}.tmp" "${VAULT_SERVER}"
 echo "$want" >"${VAULT_SERVER}.source"
 log "built the Vault server in $(($(date +%s) - start))s ($(tail -1 "$blog")) into ${VAULT_SERVER}"
