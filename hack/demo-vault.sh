@@ -169,6 +169,7 @@ show_files() {
 }
 check_db() {
 	file db-password | lv check-db -user "$(file db-username)" | sed 's/^/  /' >&2
+	log "  Vault holds $(lv leases database/creds/app) lease(s) of database/creds/app (one credential issued for the pod)"
 }
 step "files mounted in the pod (kubectl exec demo-vault -- cat ...)"
 show_files
@@ -194,7 +195,7 @@ for round in $(seq "$ROTATIONS"); do
 	log "  api-key changed $(($(date +%s) - t_rot))s after the write"
 	show_files
 	if [ "$(file db-username)" = "$user0" ]; then
-		log "  the database credential is the same one (its lease is renewed, not re-issued):"
+		log "  the database credential is the same one: kept for this pod, not re-issued on a poll (its 1h lease is renewed once half of it has passed)"
 	else
 		log "  WARNING: the database credential changed"
 	fi

@@ -8,6 +8,7 @@
 //	localvault serve -kubeconfig K -dir D [-pg-dir P]  # runs until SIGTERM; D/info.json (0600) when ready
 //	localvault put -dir D PATH KEY=VALUE...   # write KV v2 secret/PATH (prints the new version)
 //	localvault check-db -dir D -user U        # log in to PostgreSQL as U, password on stdin
+//	localvault leases -dir D PREFIX           # how many leases Vault holds under PREFIX
 //
 // The root token is written only to D/info.json (mode 0600), never to stdout or a log.
 package main
@@ -57,7 +58,7 @@ type config struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: localvault serve|put|check-db -dir D ...")
+		fmt.Fprintln(os.Stderr, "usage: localvault serve|put|check-db|leases -dir D ...")
 		os.Exit(2)
 	}
 	cfg := config{command: os.Args[1]}
@@ -86,8 +87,10 @@ func main() {
 		err = put(ctx, cfg)
 	case "check-db":
 		err = checkDB(ctx, cfg)
+	case "leases":
+		err = leases(ctx, cfg)
 	default:
-		err = fmt.Errorf("unknown command %q: want serve, put or check-db", cfg.command)
+		err = fmt.Errorf("unknown command %q: want serve, put, check-db or leases", cfg.command)
 	}
 	if err != nil {
 		log.Fatalf("localvault %s: %v", cfg.command, err)
@@ -195,6 +198,23 @@ func put(ctx context.Context, cfg config) error {
 	return catch(func() {
 		s := vaulttest.Connect(t, info.Address, info.RootToken, nil)
 		fmt.Println(s.PutKV(t, "secret", cfg.args[0], data))
+	})
+}
+
+// leases prints how many leases Vault holds under a prefix (e.g. database/creds/app), never their IDs.
+func leases(ctx context.Context, cfg config) error {
+	if len(cfg.args) != 1 {
+		return errors.New("usage: localvault leases -dir D PREFIX")
+	}
+	info, err := readInfo(cfg.dir)
+	if err != nil {
+		return err
+	}
+	t := &daemonT{ctx: ctx, dir: cfg.dir}
+	defer t.runCleanups()
+	return catch(func() {
+		s := vaulttest.Connect(t, info.Address, info.RootToken, nil)
+		fmt.Println(len(s.Leases(t, cfg.args[0])))
 	})
 }
 
