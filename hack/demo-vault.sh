@@ -71,7 +71,7 @@ cat >"${DEMO_DIR}/values-vault.yaml" <<VALUES
 linux:
   image: {repository: ${IMAGE_REPO}/secrets-store-csi-driver, tag: latest, pullPolicy: Never}
   hostNetwork: true
-  metricsAddr: "127.0.0.1:8095"
+  metricsAddr: ":8095"
   env: ${api_env}
 logVerbosity: 2
 enableSecretRotation: true
