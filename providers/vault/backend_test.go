@@ -497,3 +497,33 @@ func TestConfigAllowedAddresses(t *testing.T) {
 		t.Errorf("an address with a path: err = %v", err)
 	}
 }
+
+// TestLeasedValueWithoutPodUID: the SecretSync controller mounts with no
+// pod. A leased answer (kept per pod) is then refused Unauthenticated; the
+// first attempt issued one credential before the lease showed, later ones
+// are refused before any call to Vault, and a KV value still mounts.
+func TestLeasedValueWithoutPodUID(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{})
+	e.vault.role("app", "ns", "app", "database/", "secret/")
+	e.vault.putKV2("x", map[string]any{"v": "kv"})
+	db := spc("app", "- {objectName: user, secretPath: database/creds/app, secretKey: username}")
+	noPod := func(attrs map[string]string) *plugin.Request {
+		r := request("ns", "", "app", attrs)
+		delete(r.Attributes, plugin.AttrPodName)
+		delete(r.Attributes, plugin.AttrPodUID)
+		r.Pod.Name, r.Pod.UID = "", ""
+		return r
+	}
+	for i := range 3 {
+		_, err := e.b.Mount(t.Context(), noPod(db))
+		if !errors.Is(err, plugin.ErrUnauthenticated) || !strings.Contains(err.Error(), "pod UID") {
+			t.Fatalf("attempt %d: err = %v, want Unauthenticated naming the pod UID", i, err)
+		}
+	}
+	if n := e.vault.count("GET database/creds/app"); n != 1 {
+		t.Errorf("credentials issued = %d over 3 attempts, want 1 (the first, before the lease was known)", n)
+	}
+	if f := e.mount(noPod(spc("app", "- {objectName: v, secretPath: secret/data/x, secretKey: v}"))); f["v"] != "kv" {
+		t.Errorf("KV without a pod: %v", f)
+	}
+}
