@@ -51,14 +51,22 @@ var hostileAnswers = map[string]*v1alpha1.MountResponse{
 	"throttled": {Error: &v1alpha1.Error{Code: "ThrottlingException"}},
 }
 
+// hostileHang is the answer that never comes.
+const hostileHang = "hang"
+
 func (hostileProvider) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
 	return &v1alpha1.VersionResponse{Version: "v1alpha1", RuntimeName: "hostile", RuntimeVersion: "0"}, nil
 }
 
-func (hostileProvider) Mount(_ context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+func (hostileProvider) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
 	var attrs map[string]string
 	if err := json.Unmarshal([]byte(req.GetAttributes()), &attrs); err != nil {
 		return nil, err
+	}
+	if attrs["answer"] == hostileHang {
+		// Never answers: the driver's --provider-timeout (60 s) ends the call.
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	if r, ok := hostileAnswers[attrs["answer"]]; ok {
 		return r, nil

@@ -171,6 +171,13 @@ func TestSSCSIExplain(t *testing.T) {
 	for answer := range hostileAnswers {
 		fw.CreateSPC(t, framework.SPC{Name: "hostile-" + answer, Namespace: ns, Provider: hostile, Parameters: map[string]string{"answer": answer}})
 	}
+	fw.CreateSPC(t, framework.SPC{Name: "hostile-hang", Namespace: ns, Provider: hostile, Parameters: map[string]string{"answer": hostileHang}})
+	// What explain takes for the hostile provider's pod on the node (its name
+	// says provider-<name>): running, its readiness probe failing.
+	notReady := framework.BusyboxPod(ns, "provider-"+hostile)
+	notReady.Spec.Containers[0].ReadinessProbe = &corev1.Probe{PeriodSeconds: 1,
+		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"false"}}}}
+	fw.CreatePod(t, notReady)
 	many := make([]fakeObject, 1001)
 	for i := range many {
 		many[i] = fakeObject{ObjectName: fmt.Sprintf("o%d", i), Value: "v"}
@@ -210,6 +217,7 @@ func TestSSCSIExplain(t *testing.T) {
 		{pod: pod("hostile-noversions", "hostile-noversions", nil), reason: "FailedMount", want: "provider-response-invalid"},
 		{pod: pod("hostile-errorcode", "hostile-errorcode", nil), reason: "FailedMount", want: "provider-error-code"},
 		{pod: pod("hostile-throttled", "hostile-throttled", nil), reason: "FailedMount", want: "provider-throttled"},
+		{pod: pod("hostile-hang", "hostile-hang", nil), reason: "FailedMount", want: "provider-timeout"},
 		{pod: pod("too-many", "toomany", nil), reason: "FailedMount", want: "payload-too-large"},
 		{pod: pod("refused", "refused", nil), reason: "FailedMount", want: "provider-refused"},
 		{pod: pod("not-readonly", "ok", func(p *corev1.Pod) { p.Spec.Volumes[0].CSI.ReadOnly = nil }), reason: "FailedMount", want: "readonly"},
@@ -241,8 +249,11 @@ func TestSSCSIExplain(t *testing.T) {
 	}
 	for _, c := range cases {
 		timeout := eventTimeout
-		if c.reason == "SecretRotationFailed" {
+		switch {
+		case c.reason == "SecretRotationFailed":
 			timeout = 4 * time.Minute // kubelet republishes about once a minute
+		case c.want == "provider-timeout":
+			timeout = 3 * time.Minute // the driver's --provider-timeout is 60 s
 		}
 		if c.reason != "" {
 			fw.WaitEvent(t, ns, c.pod.Name, c.reason, timeout)
@@ -251,6 +262,19 @@ func TestSSCSIExplain(t *testing.T) {
 		if code != 1 || !hasDiagnosis(r, c.want) {
 			t.Errorf("explain pod/%s: exit %d, diagnoses %+v: want exit 1 naming %s", c.pod.Name, code, r.Diagnoses, c.want)
 		}
+	}
+	// The hostile provider's pod is not Ready: named with the mount's failure.
+	for deadline := time.Now().Add(podTimeout); ; time.Sleep(time.Second) {
+		p, err := fw.Client.CoreV1().Pods(ns).Get(t.Context(), "provider-"+hostile, metav1.GetOptions{})
+		if err == nil && p.Status.Phase == corev1.PodRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod provider-%s is not Running after %s (err %v)", hostile, podTimeout, err)
+		}
+	}
+	if r, _ := explainPod(t, ns, "hostile-errorcode"); !hasDiagnosis(r, "provider-not-ready") || !hasDiagnosis(r, "provider-error-code") {
+		t.Errorf("explain pod/hostile-errorcode: diagnoses %+v: want provider-not-ready (its provider's pod) and provider-error-code", r.Diagnoses)
 	}
 	// The same program as a kubectl plugin, exit code included.
 	if out, code := kubectlSSCSI(t, "explain", "pod/missing-class", "--namespace", ns); code != 1 || !strings.Contains(out, "class-not-found") {
