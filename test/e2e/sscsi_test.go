@@ -217,14 +217,11 @@ func TestSSCSIExplain(t *testing.T) {
 		{pod: pod("hostile-noversions", "hostile-noversions", nil), reason: "FailedMount", want: "provider-response-invalid"},
 		{pod: pod("hostile-errorcode", "hostile-errorcode", nil), reason: "FailedMount", want: "provider-error-code"},
 		{pod: pod("hostile-throttled", "hostile-throttled", nil), reason: "FailedMount", want: "provider-throttled"},
-		{pod: pod("hostile-hang", "hostile-hang", nil), reason: "FailedMount", want: "provider-timeout"},
 		{pod: pod("too-many", "toomany", nil), reason: "FailedMount", want: "payload-too-large"},
 		{pod: pod("refused", "refused", nil), reason: "FailedMount", want: "provider-refused"},
 		{pod: pod("not-readonly", "ok", func(p *corev1.Pod) { p.Spec.Volumes[0].CSI.ReadOnly = nil }), reason: "FailedMount", want: "readonly"},
 		{pod: pod("no-class-attr", "ok", func(p *corev1.Pod) { delete(p.Spec.Volumes[0].CSI.VolumeAttributes, "secretProviderClass") }),
 			reason: "FailedMount", want: "class-attribute-missing"},
-		// A node without the driver: a pod bound to a node no kubelet runs (no CSINode).
-		{pod: pod("no-driver-node", "ok", func(p *corev1.Pod) { p.Spec.NodeName = "no-such-node-" + framework.RandomSuffix() }), want: "driver-not-registered"},
 		{pod: pod("sync-failed", "sync", nil), reason: "FailedToCreateSecret", want: "sync-failed"},
 		{pod: pod("rotation-failed", "rotation", func(p *corev1.Pod) {
 			p.Spec.Volumes[0].CSI.NodePublishSecretRef = &corev1.LocalObjectReference{Name: "creds"}
@@ -236,6 +233,15 @@ func TestSSCSIExplain(t *testing.T) {
 					t.Errorf("updating Secret creds: %v", err)
 				}
 			}},
+		// Last: its event comes after the driver's 60 s --provider-timeout.
+		{pod: pod("hostile-hang", "hostile-hang", nil), reason: "FailedMount", want: "provider-timeout"},
+	}
+	// A node without the driver: a pod bound to a node no kubelet runs (no
+	// CSINode). Explained at once: the controller-manager's pod GC deletes a
+	// pod of a node that does not exist about 40 s later.
+	fw.CreatePod(t, pod("no-driver-node", "ok", func(p *corev1.Pod) { p.Spec.NodeName = "no-such-node-" + framework.RandomSuffix() }))
+	if r, code := explainPod(t, ns, "no-driver-node"); code != 1 || !hasDiagnosis(r, "driver-not-registered") {
+		t.Errorf("explain pod/no-driver-node: exit %d, diagnoses %+v: want exit 1 naming driver-not-registered", code, r.Diagnoses)
 	}
 	fw.CreatePod(t, framework.BusyboxPod(ns, "healthy", framework.CSIVolume{Name: "s", SPC: "ok"}))
 	for _, c := range cases {
