@@ -282,6 +282,29 @@ func TestSSCSIExplain(t *testing.T) {
 	if r, _ := explainPod(t, ns, "hostile-errorcode"); !hasDiagnosis(r, "provider-not-ready") || !hasDiagnosis(r, "provider-error-code") {
 		t.Errorf("explain pod/hostile-errorcode: diagnoses %+v: want provider-not-ready (its provider's pod) and provider-error-code", r.Diagnoses)
 	}
+	// A class on its own, before any pod uses it; on the node (root), with
+	// --provider-dirs, its provider is asked on its socket too.
+	for _, c := range []struct {
+		spc, want string
+		socket    bool
+	}{
+		{"ok", "", true}, {"unset", "provider-unset", false}, {"nope", "class-not-found", false},
+		{"noprovider", "provider-not-found", true}, {"stale", "provider-unavailable", true},
+	} {
+		args := []string{"explain", "spc/" + c.spc, "--namespace", ns, "--output", "json"}
+		if c.socket {
+			args = append(args, "--provider-dirs", framework.ProviderDir)
+		}
+		out, code := sscsi(t, args...)
+		var r explainReport
+		_ = json.Unmarshal([]byte(out), &r)
+		switch {
+		case c.want == "" && (code != 0 || len(r.Diagnoses) != 0):
+			t.Errorf("explain spc/%s: exit %d, diagnoses %+v: want exit 0, none", c.spc, code, r.Diagnoses)
+		case c.want != "" && (code != 1 || !hasDiagnosis(r, c.want)):
+			t.Errorf("explain spc/%s: exit %d, diagnoses %+v: want exit 1 naming %s", c.spc, code, r.Diagnoses, c.want)
+		}
+	}
 	// The same program as a kubectl plugin, exit code included.
 	if out, code := kubectlSSCSI(t, "explain", "pod/missing-class", "--namespace", ns); code != 1 || !strings.Contains(out, "class-not-found") {
 		t.Errorf("kubectl sscsi explain pod/missing-class: exit %d, output %q: want exit 1 naming class-not-found", code, out)
