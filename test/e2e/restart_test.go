@@ -11,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -121,6 +126,32 @@ func TestDriverKilledMidPublish(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	fw.WaitSPCPodStatusGone(t, ns, "app", "app", 60*time.Second)
+
+	// Killed mid-publish again, and this time the pod is deleted before kubelet's retry on the
+	// new driver could finish: once kubelet settles, none of its mounts, volume directories or
+	// SecretProviderClassPodStatus are left.
+	obj2 := "gone-" + framework.RandomSuffix()
+	fw.CreateSPC(t, framework.SPC{Name: "gone", Namespace: ns, Provider: "fake",
+		Parameters: fakeParams(t, fakeObject{ObjectName: obj2, Value: secretValue("midpublish-gone"), Delay: "6s"})})
+	gone := fw.CreatePod(t, framework.BusyboxPod(ns, "gone", framework.CSIVolume{Name: "secrets", SPC: "gone"}))
+	waitServed(t, obj2, 0, podTimeout)
+	fw.Kill(t, framework.Driver)
+	fw.DeletePod(t, ns, "gone", 60*time.Second)
+	fw.WaitDriverServing(t)
+	volDir := filepath.Join(framework.KubeletDir, "pods", string(gone.UID), "volumes", "kubernetes.io~csi", "secrets", "mount")
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		m := mountsOf(t, string(gone.UID))
+		_, err := os.Lstat(volDir)
+		if len(m) == 0 && os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("2m after the pod whose mount the driver was killed in was deleted: mounts %v, volume directory %s: %v", m, volDir, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	fw.WaitSPCPodStatusGone(t, ns, "gone", "gone", 60*time.Second)
 }
 
 // TestProviderCrash: a provider that dies during a mount fails it quickly with Unavailable; once
@@ -221,6 +252,8 @@ func TestAPIServerAwayDuringRotation(t *testing.T) {
 	pod := fw.WaitPodRunning(t, ns, "app", podTimeout)
 	fw.WaitSPCPodStatus(t, ns, "app", "app", 30*time.Second)
 	file := filepath.Join(framework.VolumeDir(pod, vol.Name), obj)
+	// A class no mount has read yet: a new pod's mount of it needs the API server.
+	fw.CreateSPC(t, framework.SPC{Name: "fresh", Namespace: ns, Provider: "fake", Parameters: fakeParams(t, fakeObject{ObjectName: "x", Value: secretValue("away-fresh")})})
 
 	restart := framework.APIServer.Stop(t, syscall.SIGKILL) // a crash (after SIGTERM it drained for more than 30s here)
 	restarted := false
@@ -230,6 +263,9 @@ func TestAPIServerAwayDuringRotation(t *testing.T) {
 			fw.WaitAPIServer(t, 90*time.Second)
 		}
 	}()
+	// A new pod's mount fails at once with a message naming the class and the API. Kubelet learns
+	// of no new pod without the API server, so the mount is asked for the way kubelet asks.
+	newMountFails(t, ns, "fresh")
 	if err := framework.SetFakeObject(t.Context(), obj, v2); err != nil {
 		t.Fatal(err)
 	}
@@ -280,6 +316,60 @@ func TestAPIServerAwayDuringRotation(t *testing.T) {
 		t.Fatalf("SecretProviderClassPodStatus did not record the rotated version within 60s of the API server's return")
 	}
 	t.Logf("pod status and synced Secret caught up %s after the API server returned", time.Since(back).Round(time.Second))
+}
+
+// newMountFails calls the driver's NodePublishVolume on its CSI socket as kubelet would for a new
+// pod mounting class ns/spcName, and wants it refused quickly with Unavailable naming the class
+// and the Kubernetes API, and nothing mounted.
+func newMountFails(t *testing.T, ns, spcName string) {
+	t.Helper()
+	cc, err := grpc.NewClient("unix://"+framework.DriverSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	uid := "e2e00000-0000-4000-8000-" + framework.RandomSuffix() + framework.RandomSuffix()
+	podDir := filepath.Join(framework.KubeletDir, "pods", uid)
+	target := filepath.Join(podDir, "volumes", "kubernetes.io~csi", "secrets", "mount")
+	node := csipb.NewNodeClient(cc)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: "csi-" + uid, TargetPath: target}); err != nil {
+			t.Errorf("unpublishing the refused mount %s: %v", target, err)
+		}
+		_ = os.RemoveAll(podDir)
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = node.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{
+		VolumeId: "csi-" + uid, TargetPath: target, Readonly: true,
+		VolumeCapability: &csipb.VolumeCapability{
+			AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{}},
+			AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY},
+		},
+		VolumeContext: map[string]string{
+			"secretProviderClass":                    spcName,
+			"csi.storage.k8s.io/pod.name":            "new",
+			"csi.storage.k8s.io/pod.namespace":       ns,
+			"csi.storage.k8s.io/pod.uid":             uid,
+			"csi.storage.k8s.io/serviceAccount.name": "default",
+			"csi.storage.k8s.io/ephemeral":           "true",
+		},
+	})
+	took := time.Since(start)
+	st, _ := status.FromError(err)
+	t.Logf("new mount with the API server away: %s after %s: %s", st.Code(), took.Round(time.Millisecond), st.Message())
+	if err == nil || st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "Kubernetes API is unavailable") || !strings.Contains(st.Message(), ns+"/"+spcName) {
+		t.Errorf("new mount with the API server away: %v, want Unavailable naming the Kubernetes API and %s/%s", err, ns, spcName)
+	}
+	if took > 15*time.Second {
+		t.Errorf("new mount with the API server away took %s to fail, want seconds", took)
+	}
+	if m, err := framework.MountsUnder(podDir + "/"); err != nil || len(m) > 0 {
+		t.Errorf("refused mount left mounts %v (%v)", m, err)
+	}
 }
 
 // pollFor calls cond every 500 ms until it is true or timeout passes.

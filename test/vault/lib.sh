@@ -19,7 +19,7 @@ PROVIDER_VAULT_HEALTH="127.0.0.1:8991"
 # provider-vault's shared-read cache on the local node: below the driver's rotation poll interval
 # (10s), as the chart's values advise, so a KV change reaches a mounted file with the next republish
 # (the default 30s made each e2e rotation round wait ~50s instead of ~25s).
-VAULT_CACHE_TTL="5s"
+VAULT_CACHE_TTL="${VAULT_CACHE_TTL:-5s}"
 PROVIDER_VAULT_ARGS=(--endpoint="${PROVIDER_DIR}/vault.sock" --health-addr="${PROVIDER_VAULT_HEALTH}"
 	--vault-addr="http://${VAULT_LISTEN}" --allowed-vault-addrs= --vault-mount=kubernetes --audience=vault -v=10
 	--cache-ttl="${VAULT_CACHE_TTL}")
