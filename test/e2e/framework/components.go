@@ -135,22 +135,87 @@ func (c Component) start(t testing.TB, p hostProcess) {
 	t.Logf("%s restarted (pid %d)", c.Name, pid)
 }
 
-// Kill ends the component with SIGKILL and brings it back: a host process is restarted with
-// the same command line; a DaemonSet pod is force-deleted (kubelet kills its containers) and
-// its DaemonSet creates a new one. Kill returns once the new process runs.
+// Kill ends the component with SIGKILL and brings it back, as a crash (a panic, the OOM killer)
+// does: a host process is restarted with the same command line; in a DaemonSet pod the
+// container's process is killed on the node and kubelet restarts the container in the same pod.
+// Kill returns once the new process runs (the pod is Ready again).
 func (f *Framework) Kill(t testing.TB, c Component) {
 	t.Helper()
 	if !c.asPod() {
 		c.Stop(t, syscall.SIGKILL)(t)
 		return
 	}
-	old := f.componentPod(t, c)
-	zero := int64(0)
-	if err := f.Client.CoreV1().Pods(old.Namespace).Delete(t.Context(), old.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
-		t.Fatalf("force-deleting %s pod %s/%s: %v", c.Name, old.Namespace, old.Name, err)
+	pod := f.componentPod(t, c)
+	restarts := restartCount(&pod)
+	pids, err := containerProcesses(pod.UID, c.Name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%s pod %s/%s force-deleted", c.Name, old.Namespace, old.Name)
-	f.waitComponentPod(t, c, old.UID)
+	if len(pids) == 0 {
+		t.Fatalf("no %s process of pod %s/%s on the node", c.Name, pod.Namespace, pod.Name)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("SIGKILL %s (pid %d): %v", c.Name, pid, err)
+		}
+	}
+	t.Logf("%s (pid %v in pod %s/%s) killed with SIGKILL", c.Name, pids, pod.Namespace, pod.Name)
+	err = poll(t.Context(), 2*time.Minute, func(ctx context.Context) (bool, error) {
+		p, err := f.Client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil || p.UID != pod.UID || restartCount(p) <= restarts {
+			return false, nil
+		}
+		return podReady(p), nil
+	})
+	if err != nil {
+		t.Fatalf("%s: pod %s/%s did not restart its container and become Ready within 2m of the SIGKILL: %v", c.Name, pod.Namespace, pod.Name, err)
+	}
+}
+
+func restartCount(p *corev1.Pod) int32 {
+	var n int32
+	for _, s := range p.Status.ContainerStatuses {
+		n += s.RestartCount
+	}
+	return n
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// containerProcesses returns the node PIDs of the processes running binary name (the image's
+// /name) in the containers of pod uid, found by the pod's cgroup.
+func containerProcesses(uid types.UID, name string) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	dashed, underscored := string(uid), strings.ReplaceAll(string(uid), "-", "_")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil || filepath.Base(strings.TrimSuffix(exe, " (deleted)")) != name {
+			continue
+		}
+		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			continue
+		}
+		if strings.Contains(string(cg), dashed) || strings.Contains(string(cg), underscored) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 // RollingRestart restarts the component the way a rollout does: a DaemonSet pod is replaced by
@@ -211,10 +276,8 @@ func (f *Framework) waitComponentPod(t testing.TB, c Component, old types.UID) {
 				if p.UID == old || p.DeletionTimestamp != nil {
 					continue
 				}
-				for _, cond := range p.Status.Conditions {
-					if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-						return true, nil
-					}
+				if podReady(&p) {
+					return true, nil
 				}
 			}
 		}
