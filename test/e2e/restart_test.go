@@ -321,6 +321,11 @@ func TestAPIServerAwayDuringRotation(t *testing.T) {
 		t.Fatalf("SecretProviderClassPodStatus did not record the rotated version within 60s of the API server's return")
 	}
 	t.Logf("pod status and synced Secret caught up %s after the API server returned", time.Since(back).Round(time.Second))
+	// The rest of the node recovers too (kube-controller-manager's watches back off while the
+	// restarted API server loads its RBAC): a new namespace gets its default service account, so
+	// the tests after this one start on a working cluster.
+	fw.Namespace(t, "apiaway-after")
+	t.Logf("the control plane serves new namespaces again %s after the API server returned", time.Since(back).Round(time.Second))
 }
 
 // newMountFails calls the driver's NodePublishVolume on its CSI socket as kubelet would for a new
@@ -332,7 +337,6 @@ func newMountFails(t *testing.T, ns, spcName string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
 	uid := "e2e00000-0000-4000-8000-" + framework.RandomSuffix() + framework.RandomSuffix()
 	podDir := filepath.Join(framework.KubeletDir, "pods", uid)
 	target := filepath.Join(podDir, "volumes", "kubernetes.io~csi", "secrets", "mount")
@@ -343,6 +347,7 @@ func newMountFails(t *testing.T, ns, spcName string) {
 		if _, err := node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: "csi-" + uid, TargetPath: target}); err != nil {
 			t.Errorf("unpublishing the refused mount %s: %v", target, err)
 		}
+		_ = cc.Close()
 		_ = os.RemoveAll(podDir)
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

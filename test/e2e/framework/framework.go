@@ -125,6 +125,15 @@ func (f *Framework) Namespace(t testing.TB, prefix string) string {
 		_ = f.Client.CoreV1().Pods(name).DeleteCollection(ctx, *metav1.NewDeleteOptions(0), metav1.ListOptions{})
 		_ = f.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
 	})
+	// Pods need the namespace's default service account, which kube-controller-manager creates
+	// a moment later (longer while its watches recover from an API server restart).
+	err := poll(t.Context(), 2*time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := f.Client.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("namespace %s has no default service account after 2m (is kube-controller-manager running? see %s): %v", name, f.LogsDir, err)
+	}
 	return name
 }
 
