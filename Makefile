@@ -105,10 +105,10 @@ e2e: ## end-to-end suite on the local cluster (brings one up if needed)
 	test/e2e/run.sh
 
 e2e-restart: ## restarts and crashes on the local node: driver SIGKILL/rollout, kill mid-publish, provider crash, API server away
-	test/e2e/run.sh -tags e2e,restart -run '^(TestDriverRestart|TestDriverKilledMidPublish|TestProviderCrash|TestAPIServerAwayDuringRotation)$$'
+	SSCSI_VAULT=0 test/e2e/run.sh -tags e2e,restart -run '^(TestDriverRestart|TestDriverKilledMidPublish|TestProviderCrash|TestAPIServerAwayDuringRotation)$$'
 
 e2e-scale: ## 110 pods x 2 volumes (two providers) on the local node at once: time, driver RSS/CPU, cleanup
-	test/e2e/run.sh -tags e2e,scale -run '^TestScaleFullNode$$' -timeout 30m
+	SSCSI_VAULT=0 test/e2e/run.sh -tags e2e,scale -run '^TestScaleFullNode$$' -timeout 30m
 
 demo: ## local node + chart + providers + a pod mounting real secrets
 	hack/demo.sh
