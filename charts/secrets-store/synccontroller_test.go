@@ -90,6 +90,16 @@ func TestSyncController(t *testing.T) {
 	if spec.HostNetwork || spec.Containers[0].ReadinessProbe.HTTPGet.Host != "" {
 		t.Error("hostNetwork or a probe host set by default")
 	}
+	// The new pod needs the old one's host port: the old one goes first, so
+	// an upgrade on a one-node cluster does not wait forever for a pod that
+	// cannot be scheduled (helm upgrade --wait: context deadline exceeded).
+	if ru := hn.deployments[syncName].Spec.Strategy.RollingUpdate; ru == nil || ru.MaxSurge == nil || ru.MaxSurge.IntValue() != 0 ||
+		ru.MaxUnavailable == nil || ru.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("hostNetwork: rolling update %+v, want maxSurge 0, maxUnavailable 1", ru)
+	}
+	if d.Spec.Strategy.RollingUpdate != nil {
+		t.Errorf("default (pod network): rolling update %+v, want Kubernetes' default", d.Spec.Strategy.RollingUpdate)
+	}
 
 	off, err := render(t, set(), kubeVersion)
 	if err != nil {
