@@ -111,8 +111,10 @@ func (c *Client) socketPath(provider string) (string, fileID, error) {
 			return p, id, nil
 		}
 	}
-	return "", fileID{}, fmt.Errorf("%w: no socket %s.sock in %s; is the %q provider installed and running on this node?",
-		ErrProviderNotFound, provider, strings.Join(c.cfg.Dirs, ", "), provider)
+	// "failed to lookup provider client" is the upstream driver's wording
+	// (its rotation event); alerts written for it match on it.
+	return "", fileID{}, fmt.Errorf("%w: failed to lookup provider client: %q: no socket %s.sock in %s; is the %q provider installed and running on this node?",
+		ErrProviderNotFound, provider, provider, strings.Join(c.cfg.Dirs, ", "), provider)
 }
 
 // client returns a connected client for provider, dialing or re-dialing as

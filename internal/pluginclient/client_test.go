@@ -75,7 +75,8 @@ func TestSearchOrder(t *testing.T) {
 	if strings.Join(got, ",") != "aws,vault" {
 		t.Errorf("Providers = %v", got)
 	}
-	if _, err := c.Version(t.Context(), "gcp"); !errors.Is(err, ErrProviderNotFound) || !strings.Contains(err.Error(), first) || !strings.Contains(err.Error(), second) {
+	if _, err := c.Version(t.Context(), "gcp"); !errors.Is(err, ErrProviderNotFound) || !strings.Contains(err.Error(), first) || !strings.Contains(err.Error(), second) ||
+		!strings.Contains(err.Error(), `failed to lookup provider client: "gcp"`) {
 		t.Errorf("missing provider: %v", err)
 	}
 }
