@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +68,6 @@ func setup(t *testing.T, audiences []string) *env {
 	t.Helper()
 	ctx := t.Context()
 	rc := controlplane.ForTest(t)
-	controlplane.ControllerManagerForTest(t, rc)
 	admin := kubernetes.NewForConfigOrDie(rc)
 	vals := map[string]any{"syncController": map[string]any{"enabled": true, "tokenRequestAudiences": toAny(audiences)}}
 	if _, err := chartinstall.Apply(ctx, chartinstall.Options{
@@ -76,6 +76,17 @@ func setup(t *testing.T, audiences []string) *env {
 	}); err != nil {
 		t.Fatalf("install chart: %v", err)
 	}
+	// The garbage collector learns which resources exist when it starts and again only every
+	// 30 s (kube-controller-manager's fixed GC sync period). Started before the chart's CRDs, it
+	// could miss a SecretSync's deletion for that long (a CI flake: "Secret db not
+	// garbage-collected"), so it starts once discovery lists them.
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		rl, err := admin.Discovery().ServerResourcesForGroupVersion(ssGVR.GroupVersion().String())
+		return err == nil && slices.ContainsFunc(rl.APIResources, func(r metav1.APIResource) bool { return r.Name == ssGVR.Resource }), nil
+	}); err != nil {
+		t.Fatalf("%s not served after the chart's install: %v", ssGVR, err)
+	}
+	controlplane.ControllerManagerForTest(t, rc)
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
