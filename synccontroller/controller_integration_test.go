@@ -56,8 +56,6 @@ type env struct {
 	dyn     dynamic.Interface
 	asCtrl  kubernetes.Interface // the controller's identity, for RBAC and policy checks
 	backend *fake.Backend
-	podName string
-	podUID  string
 }
 
 // setup starts a control plane with the garbage collector, installs the

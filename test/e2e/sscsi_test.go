@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -55,9 +56,11 @@ func runSSCSI(t *testing.T, viaKubectl bool, args ...string) (string, int) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
 		code = ee.ExitCode()
-	} else if err != nil {
+	case err != nil:
 		t.Fatalf("%s %v: %v", cmd.Path, args, err)
 	}
 	t.Logf("%s %s: exit %d\n%s%s", filepath.Base(cmd.Path), strings.Join(cmd.Args[1:], " "), code, out.String(), errb.String())
