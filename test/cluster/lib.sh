@@ -10,7 +10,11 @@ KUBELET_DIR="/var/lib/kubelet"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # kubectl is built too: Debian's kubernetes-client is 1.20, far too old for a 1.37 server.
 K8S_BINARIES=(kube-apiserver kubelet kube-controller-manager kube-scheduler kubectl)
-APT_PACKAGES=(etcd-server containerd runc containernetworking-plugins iptables conntrack openssl busybox-static mount util-linux iproute2 procps curl)
+# What the node runs (etcd, containerd, runc, the CNI bridge, iptables for kubelet's own chains) and what
+# the scripts call: busybox for hack/images, mount/umount, findmnt/flock/setsid (util-linux), ip,
+# pgrep/sysctl (procps), curl. Certificates come from test/cluster/pki (Go), not openssl; without
+# kube-proxy nothing calls conntrack.
+APT_PACKAGES=(etcd-server containerd runc containernetworking-plugins iptables busybox-static mount util-linux iproute2 procps curl)
 
 _SSCSI_T0="${_SSCSI_T0:-$(date +%s)}"
 export _SSCSI_T0
