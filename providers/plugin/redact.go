@@ -39,6 +39,7 @@ type RedactedMount struct {
 // loggableAttributes are attribute keys whose values are safe to log.
 var loggableAttributes = map[string]bool{
 	AttrPodName: true, AttrPodNamespace: true, AttrPodUID: true, AttrServiceAccount: true,
+	AttrSecretSyncName: true, AttrSecretSyncUID: true,
 	AttrSPCName: true, "csi.storage.k8s.io/ephemeral": true, "region": true, "failoverRegion": true,
 	"provider": true,
 }

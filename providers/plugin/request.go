@@ -21,12 +21,29 @@ const (
 	AttrSPCName        = "secretProviderClass"
 )
 
+// Keys our SecretSync controller adds to the mount attributes: the
+// SecretSync a pod-less mount is for (its namespace is AttrPodNamespace).
+// Providers that keep state per pod (provider-vault's leased values) keep
+// it per SecretSync with them; upstream providers ignore unknown keys, and
+// upstream's controller does not send them.
+const (
+	AttrSecretSyncName = "secrets-store.sync.x-k8s.io/secretsync.name"
+	AttrSecretSyncUID  = "secrets-store.sync.x-k8s.io/secretsync.uid"
+)
+
 // Pod identifies the pod a volume is mounted for.
 type Pod struct {
 	Name           string
 	Namespace      string
 	UID            string
 	ServiceAccount string
+}
+
+// SecretSync identifies the SecretSync a pod-less mount is for (empty
+// for a pod's volume). Its namespace is the Pod's.
+type SecretSync struct {
+	Name string
+	UID  string
 }
 
 // Token is a service-account token kubelet requested for one audience.
@@ -51,6 +68,9 @@ type Request struct {
 	CurrentVersions map[string]string
 	// Pod is the pod the volume belongs to.
 	Pod Pod
+	// SecretSync is the SecretSync a mount without a pod is for (set by
+	// our SecretSync controller; empty otherwise).
+	SecretSync SecretSync
 	// Tokens maps audience to token; read from Secrets first, then
 	// Attributes (kubelet puts them in one or the other).
 	Tokens map[string]Token
@@ -109,6 +129,7 @@ func DecodeRequest(in *v1alpha1.MountRequest) (*Request, error) {
 		UID:            r.Attributes[AttrPodUID],
 		ServiceAccount: r.Attributes[AttrServiceAccount],
 	}
+	r.SecretSync = SecretSync{Name: r.Attributes[AttrSecretSyncName], UID: r.Attributes[AttrSecretSyncUID]}
 	return r, nil
 }
 

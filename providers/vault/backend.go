@@ -1,13 +1,14 @@
 // Package vault is the HashiCorp Vault provider backend: it mounts Vault
 // secrets with the pod's own identity (kubernetes or jwt auth with the
 // pod's service account token), accepts vault-csi-provider's
-// SecretProviderClass parameters, keeps dynamic secrets per pod across
-// republishes (renewing their leases), and shares plain reads between
-// mounts of the same identity for a short time.
+// SecretProviderClass parameters, keeps dynamic secrets per pod (or per
+// SecretSync) across republishes (renewing their leases), and shares
+// plain reads between mounts of the same identity for a short time.
 //
 // The package wires its parts: params (parameters), client (Vault HTTP
-// API), auth (identity and Vault tokens), lease (per-pod dynamic
-// secrets), cache (shared reads) and render (files and versions).
+// API), auth (identity and Vault tokens), lease (per-pod and
+// per-SecretSync dynamic secrets), cache (shared reads) and render
+// (files and versions).
 package vault
 
 import (
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -182,6 +184,8 @@ type mountState struct {
 	jwt   string
 	vault *client.Client
 	login *loginVault
+	// owner keeps leased values apart (lease.Key.Owner; "" = none).
+	owner string
 
 	mu    sync.Mutex // guards token and stats
 	token auth.Token
@@ -197,12 +201,27 @@ func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 	if err != nil {
 		return nil, err
 	}
+	owner, err := ownerOf(req)
+	if err != nil {
+		return nil, err
+	}
 	id.Role, id.AuthMount, id.VaultNamespace, id.Address = p.Role, p.AuthMount, p.Connection.Namespace, p.Connection.Address
 	vc, err := b.clientFor(p.Connection)
 	if err != nil {
 		return nil, err
 	}
-	m := &mountState{b: b, req: req, id: id, jwt: jwt, vault: vc, login: &loginVault{c: vc, mount: p.AuthMount, role: p.Role, clock: b.clock}, stats: map[string]int{}}
+	if owner == "" {
+		// A write's answer is kept per owner (a PKI issue): refuse it
+		// before anything is issued. Whether a GET's answer carries a
+		// lease is known only from the answer (database/creds leases,
+		// database/static-creds and pki/cert/ca do not): see fetch.
+		for _, o := range p.Objects {
+			if o.Request.Write() {
+				return nil, fmt.Errorf("object %q (method): %w", o.Name, lease.ErrNoOwner)
+			}
+		}
+	}
+	m := &mountState{b: b, req: req, id: id, jwt: jwt, vault: vc, owner: owner, login: &loginVault{c: vc, mount: p.AuthMount, role: p.Role, clock: b.clock}, stats: map[string]int{}}
 	tok, err := b.tokens.Get(ctx, id, jwt, m.login)
 	if err != nil {
 		return nil, fmt.Errorf("log in to Vault as %s: %w", id, err)
@@ -250,8 +269,34 @@ func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 		resp.Versions = append(resp.Versions, versions...)
 	}
 	b.leases.Sweep()
-	klog.V(3).InfoS("vault mount fetched", "pod", klog.KRef(req.Pod.Namespace, req.Pod.Name), "role", p.Role, "objects", len(p.Objects), "requests", len(reqs), "files", len(resp.Files), "rotation", len(req.CurrentVersions) > 0, "calls", m.statsString())
+	klog.V(3).InfoS("vault mount fetched", "pod", klog.KRef(req.Pod.Namespace, req.Pod.Name), "secretSync", req.SecretSync.Name, "role", p.Role, "objects", len(p.Objects), "requests", len(reqs), "files", len(resp.Files), "rotation", len(req.CurrentVersions) > 0, "calls", m.statsString())
 	return resp, nil
+}
+
+// maxUIDLen bounds the SecretSync UID an attribute may carry (Kubernetes
+// UIDs are 36 characters).
+const maxUIDLen = 128
+
+// ownerOf returns who the mount's leased values are kept for: the pod
+// (kubelet's pod UID) when there is one, else the SecretSync our
+// controller names, else "" (nothing leased can be kept: see
+// lease.ErrNoOwner). A pod's UID wins over SecretSync attributes, which a
+// SecretProviderClass's parameters could carry into a pod's mount.
+func ownerOf(req *plugin.Request) (string, error) {
+	if req.Pod.UID != "" {
+		return lease.OwnerPod(req.Pod.UID), nil
+	}
+	ss := req.SecretSync
+	if ss.Name == "" && ss.UID == "" {
+		return "", nil
+	}
+	if errs := validation.IsDNS1123Subdomain(ss.Name); len(errs) > 0 {
+		return "", fmt.Errorf("%w: attribute %s: not a SecretSync name", plugin.ErrInvalidParameters, plugin.AttrSecretSyncName)
+	}
+	if ss.UID == "" || len(ss.UID) > maxUIDLen || strings.ContainsFunc(ss.UID, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return "", fmt.Errorf("%w: attribute %s: not a UID", plugin.ErrInvalidParameters, plugin.AttrSecretSyncUID)
+	}
+	return lease.OwnerSecretSync(req.Pod.Namespace, ss.Name, ss.UID), nil
 }
 
 func (m *mountState) count(what string) {
@@ -267,9 +312,11 @@ func (m *mountState) statsString() string {
 	return string(b)
 }
 
-// fetch returns the answer for one request: from the pod's dynamic
+// fetch returns the answer for one request: from the owner's dynamic
 // secrets when it is leased or a write, from the shared cache when it is
-// a plain read.
+// a plain read. Without an owner, a request remembered as leased is
+// refused before any call; the first leased answer of a request (per
+// identity) is refused after it, and that one value expires in Vault.
 func (m *mountState) fetch(ctx context.Context, r params.Request) (*client.Secret, error) {
 	b := m.b
 	ck := cache.Key{Identity: m.id.Key(), Request: r.Key()}
@@ -295,8 +342,8 @@ func (m *mountState) fetch(ctx context.Context, r params.Request) (*client.Secre
 	if s.LeaseID == "" {
 		return s, nil
 	}
-	// A leased answer belongs to the pod whose call produced it; another
-	// pod that waited on the same call gets its own.
+	// A leased answer belongs to the owner whose call produced it;
+	// another owner that waited on the same call gets its own.
 	b.markLeased(ck)
 	if !mine {
 		return m.dynamic(ctx, r, nil)
@@ -304,10 +351,11 @@ func (m *mountState) fetch(ctx context.Context, r params.Request) (*client.Secre
 	return m.dynamic(ctx, r, s)
 }
 
-// dynamic serves a leased or written value kept for this pod.
+// dynamic serves a leased or written value kept for this mount's owner
+// (pod or SecretSync).
 func (m *mountState) dynamic(ctx context.Context, r params.Request, prefetched *client.Secret) (*client.Secret, error) {
 	src := &leaseSource{m: m, r: r, prefetched: prefetched}
-	v, outcome, err := m.b.leases.Get(ctx, lease.Key{PodUID: m.req.Pod.UID, Identity: m.id.Key(), Request: r.Key()}, src)
+	v, outcome, err := m.b.leases.Get(ctx, lease.Key{Owner: m.owner, Identity: m.id.Key(), Request: r.Key()}, src)
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +443,7 @@ func expiration(s *client.Secret) (time.Time, bool) {
 	return time.Unix(i, 0), true
 }
 
-// leaseSource issues and renews one pod's dynamic secret.
+// leaseSource issues and renews one owner's dynamic secret.
 type leaseSource struct {
 	m          *mountState
 	r          params.Request

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/sscsi/secrets-store/providers/plugin"
 	"github.com/sscsi/secrets-store/providers/vault"
@@ -498,32 +500,152 @@ func TestConfigAllowedAddresses(t *testing.T) {
 	}
 }
 
-// TestLeasedValueWithoutPodUID: the SecretSync controller mounts with no
-// pod. A leased answer (kept per pod) is then refused Unauthenticated; the
-// first attempt issued one credential before the lease showed, later ones
-// are refused before any call to Vault, and a KV value still mounts.
-func TestLeasedValueWithoutPodUID(t *testing.T) {
-	e := newEnv(t, vault.BackendConfig{})
-	e.vault.role("app", "ns", "app", "database/", "secret/")
+// syncRequest builds a mount the way our SecretSync controller sends it
+// (no pod; the SecretSync's name and UID), decoded by the providers' own
+// decoder.
+func syncRequest(t *testing.T, ns, name, uid, sa string, attrs map[string]string) *plugin.Request {
+	t.Helper()
+	a := map[string]string{plugin.AttrPodNamespace: ns, plugin.AttrServiceAccount: sa, plugin.AttrSecretSyncName: name, plugin.AttrSecretSyncUID: uid}
+	maps.Copy(a, attrs)
+	toks, _ := json.Marshal(map[string]plugin.Token{"vault": {Token: jwt(ns, sa, ""), ExpirationTimestamp: time.Now().Add(time.Hour)}})
+	a[plugin.AttrTokens] = string(toks)
+	ab, _ := json.Marshal(a)
+	r, err := plugin.DecodeRequest(&v1alpha1.MountRequest{Attributes: string(ab), Secrets: "null", Permission: "420"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestLeasedValueKeptPerSecretSync: a SecretSync's database credential
+// and PKI certificate are issued once and kept across the controller's
+// refreshes (renewed at RenewFraction of the TTL, issued anew at
+// ReissueFraction of the max TTL), never shared with another SecretSync,
+// a pod or a re-created SecretSync of the same name; once a SecretSync
+// stops refreshing (deleted), its lease is never renewed again.
+func TestLeasedValueKeptPerSecretSync(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{CacheTTL: time.Minute})
+	e.vault.role("app", "ns", "app", "database/", "pki/", "secret/")
+	e.vault.credTTL, e.vault.credMax = time.Hour, 3*time.Hour
+	e.vault.tokenTTL = 24 * time.Hour
 	e.vault.putKV2("x", map[string]any{"v": "kv"})
-	db := spc("app", "- {objectName: user, secretPath: database/creds/app, secretKey: username}")
-	noPod := func(attrs map[string]string) *plugin.Request {
-		r := request("ns", "", "app", attrs)
-		delete(r.Attributes, plugin.AttrPodName)
-		delete(r.Attributes, plugin.AttrPodUID)
-		r.Pod.Name, r.Pod.UID = "", ""
+	attrs := spc("app",
+		"- {objectName: user, secretPath: database/creds/app, secretKey: username}",
+		"- {objectName: pass, secretPath: database/creds/app, secretKey: password}",
+		"- {objectName: tls.crt, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: a.example}, secretKey: certificate}",
+		"- {objectName: v, secretPath: secret/data/x, secretKey: v}",
+	)
+	db := func(uid string) map[string]string { return e.mount(syncRequest(t, "ns", "db", uid, "app", attrs)) }
+	first := db("uid-1")
+	if first["v"] != "kv" || !strings.HasSuffix(first["user"], strings.TrimPrefix(first["pass"], "pw-")) {
+		t.Fatalf("first refresh: %v", first)
+	}
+	other := e.mount(syncRequest(t, "ns", "db-2", "uid-9", "app", attrs))
+	pod := e.mount(request("ns", "p1", "app", attrs))
+	recreated := db("uid-2")
+	for name, got := range map[string]map[string]string{"another SecretSync": other, "a pod of the same service account": pod, "the SecretSync re-created (same name, new UID)": recreated} {
+		if got["user"] == first["user"] || got["tls.crt"] == first["tls.crt"] {
+			t.Errorf("%s got the SecretSync's leased value", name)
+		}
+	}
+	// A pod's UID wins over SecretSync attributes a class could carry
+	// into the pod's mount: the pod keeps its own credential.
+	forged := request("ns", "p1", "app", attrs)
+	forged.SecretSync = plugin.SecretSync{Name: "db", UID: "uid-1"}
+	if got := e.mount(forged); got["user"] != pod["user"] {
+		t.Errorf("pod mount with SecretSync attributes: user %q, want the pod's own %q", got["user"], pod["user"])
+	}
+
+	// The controller refreshes uid-1 every 10 minutes for 2.5 hours: the
+	// same credential and certificate, renewed, until 0.8 of the 3h max
+	// TTL. uid-2 was deleted after its first refresh: never renewed.
+	issued := e.vault.count("GET database/creds/app")
+	start := e.clock.Now()
+	user, cert, changes, polls := first["user"], first["tls.crt"], 0, 0
+	for e.clock.Since(start) < 150*time.Minute {
+		e.clock.Step(10 * time.Minute)
+		polls++
+		got := db("uid-1")
+		if got["tls.crt"] != cert {
+			t.Errorf("poll %d: certificate re-issued (it lives 10h)", polls)
+		}
+		if got["user"] != user {
+			changes++
+			if age := e.clock.Since(start); age < 144*time.Minute {
+				t.Fatalf("credential re-issued after %s (poll %d), before 0.8 of its 3h max TTL", age, polls)
+			}
+			user = got["user"]
+		}
+	}
+	if changes != 1 {
+		t.Errorf("credential changed %d times over %d polls in 2.5h, want exactly 1 (at 0.8 of max TTL)", changes, polls)
+	}
+	if n := e.vault.count("GET database/creds/app") - issued; n != 1 {
+		t.Errorf("credentials issued for the SecretSync over %d polls = %d, want 1 (the re-issue at 0.8 of max TTL)", polls, n)
+	}
+	if n := e.vault.count("PUT pki/issue/web"); n != 4 {
+		t.Errorf("certificates issued = %d, want 4 (one per SecretSync, pod and re-created SecretSync)", n)
+	}
+	firstLease := "database/creds/x/" + strings.TrimPrefix(first["user"], "v-user-")
+	if e.vault.count("renew "+firstLease) == 0 {
+		t.Errorf("lease %s of the refreshed SecretSync never renewed", firstLease)
+	}
+	deletedLease := "database/creds/x/" + strings.TrimPrefix(recreated["user"], "v-user-")
+	if n := e.vault.count("renew " + deletedLease); n != 0 {
+		t.Errorf("lease of a SecretSync that stopped refreshing renewed %d times, want 0", n)
+	}
+}
+
+// TestLeasedValueWithoutOwner: a mount naming neither a pod UID nor a
+// SecretSync (upstream's SecretSync controller) cannot keep a leased
+// value. A write (PKI issue) is refused before any Vault call; a leased
+// read is known only from Vault's answer, so the first attempt issues
+// one credential that is never served (it expires in Vault) and later
+// ones are refused before any call; KV values still mount. Malformed
+// SecretSync attributes are refused before any Vault call.
+func TestLeasedValueWithoutOwner(t *testing.T) {
+	e := newEnv(t, vault.BackendConfig{})
+	e.vault.role("app", "ns", "app", "database/", "secret/", "pki/")
+	e.vault.putKV2("x", map[string]any{"v": "kv"})
+	noOwner := func(attrs map[string]string) *plugin.Request {
+		r := syncRequest(t, "ns", "", "", "app", attrs)
+		if r.SecretSync != (plugin.SecretSync{}) || r.Pod.UID != "" {
+			t.Fatalf("request names an owner: %+v %+v", r.Pod, r.SecretSync)
+		}
 		return r
 	}
+	pki := spc("app", "- {objectName: crt, secretPath: pki/issue/web, method: PUT, secretArgs: {common_name: a.example}, secretKey: certificate}")
+	_, err := e.b.Mount(t.Context(), noOwner(pki))
+	if !errors.Is(err, plugin.ErrUnauthenticated) || !strings.Contains(err.Error(), `object "crt"`) || !strings.Contains(err.Error(), "SecretSync") {
+		t.Fatalf("PKI issue without an owner: err = %v, want Unauthenticated naming the object and the missing key", err)
+	}
+	if n := e.vault.count("PUT pki/issue/web") + e.vault.count("login"); n != 0 {
+		t.Errorf("Vault calls for a refused write = %d, want 0", n)
+	}
+	db := spc("app", "- {objectName: user, secretPath: database/creds/app, secretKey: username}")
 	for i := range 3 {
-		_, err := e.b.Mount(t.Context(), noPod(db))
-		if !errors.Is(err, plugin.ErrUnauthenticated) || !strings.Contains(err.Error(), "pod UID") {
-			t.Fatalf("attempt %d: err = %v, want Unauthenticated naming the pod UID", i, err)
+		_, err := e.b.Mount(t.Context(), noOwner(db))
+		if !errors.Is(err, plugin.ErrUnauthenticated) || !strings.Contains(err.Error(), "neither a pod") {
+			t.Fatalf("attempt %d: err = %v, want Unauthenticated naming the missing owner", i, err)
 		}
 	}
 	if n := e.vault.count("GET database/creds/app"); n != 1 {
 		t.Errorf("credentials issued = %d over 3 attempts, want 1 (the first, before the lease was known)", n)
 	}
-	if f := e.mount(noPod(spc("app", "- {objectName: v, secretPath: secret/data/x, secretKey: v}"))); f["v"] != "kv" {
-		t.Errorf("KV without a pod: %v", f)
+	if f := e.mount(noOwner(spc("app", "- {objectName: v, secretPath: secret/data/x, secretKey: v}"))); f["v"] != "kv" {
+		t.Errorf("KV without an owner: %v", f)
+	}
+	logins := e.vault.count("login")
+	for attr, r := range map[string]*plugin.Request{
+		plugin.AttrSecretSyncName: syncRequest(t, "ns", "Not/A name", "uid-1", "app", db),
+		plugin.AttrSecretSyncUID:  syncRequest(t, "ns", "db", "", "app", db),
+	} {
+		_, err := e.b.Mount(t.Context(), r)
+		if !errors.Is(err, plugin.ErrInvalidParameters) || !strings.Contains(err.Error(), attr) {
+			t.Errorf("malformed %s: err = %v, want InvalidArgument naming it", attr, err)
+		}
+	}
+	if e.vault.count("login") != logins || e.vault.count("GET database/creds/app") != 1 {
+		t.Error("a mount with malformed SecretSync attributes called Vault")
 	}
 }

@@ -164,6 +164,7 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 			Increment int    `json:"increment"`
 		}
 		_ = json.Unmarshal(body, &in)
+		f.calls["renew "+in.LeaseID]++
 		exp, ok := f.leases[in.LeaseID]
 		if !ok || !now.Before(exp) {
 			vaultErr(w, 400, "lease not found")

@@ -1,11 +1,12 @@
-// Package lease keeps the dynamic secrets of each pod: a leased Vault
-// response (a database credential, a PKI certificate) is issued once for
-// a pod and served again on every republish, renewed while kubelet keeps
-// republishing the volume, and issued anew only when the lease cannot be
-// renewed or has lived a configured fraction of its maximum lifetime.
-// Nothing here runs in the background: a pod that is gone stops
-// republishing, so its lease is never renewed again and Vault expires it;
-// the entry is dropped from memory once the lease has expired.
+// Package lease keeps the dynamic secrets of each pod (or SecretSync): a
+// leased Vault response (a database credential, a PKI certificate) is
+// issued once for its owner and served again on every republish (or
+// refresh), renewed while kubelet keeps republishing the volume (or the
+// SecretSync controller keeps refreshing), and issued anew only when the
+// lease cannot be renewed or has lived a configured fraction of its
+// maximum lifetime. Nothing here runs in the background: an owner that is
+// gone stops asking, so its lease is never renewed again and Vault
+// expires it; the entry is dropped from memory once the lease has expired.
 package lease
 
 import (
@@ -21,16 +22,32 @@ import (
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
 
-// Key identifies one dynamic secret of one pod.
+// Key identifies one dynamic secret of one owner.
 type Key struct {
-	// PodUID is the pod's UID: a leased value is never served to
-	// another pod, even of the same service account.
-	PodUID string
+	// Owner is who the value is kept for: a pod (by UID) or a SecretSync
+	// (by namespace, name and UID); see OwnerPod and OwnerSecretSync. A
+	// leased value is never served to another owner, even of the same
+	// service account.
+	Owner string
 	// Identity is the Vault identity key the value was issued to.
 	Identity string
 	// Request is the Vault request key (method, path, query, body).
 	Request string
 }
+
+// OwnerPod is the Key.Owner of a pod's values.
+func OwnerPod(uid string) string { return "pod " + uid }
+
+// OwnerSecretSync is the Key.Owner of a SecretSync's values: its UID
+// makes a SecretSync deleted and created again with the same name a new
+// owner.
+func OwnerSecretSync(namespace, name, uid string) string {
+	return fmt.Sprintf("secretsync %s/%s %s", namespace, name, uid)
+}
+
+// ErrNoOwner is returned (wrapping plugin.ErrUnauthenticated) for a key
+// without an owner: nothing issued could be kept, so nothing is issued.
+var ErrNoOwner = fmt.Errorf("%w: the mount names neither a pod (UID) nor a SecretSync; leased values are kept per pod or per SecretSync (set podInfoOnMount: true on the CSIDriver; SecretSync controllers other than this project's do not send a SecretSync key)", plugin.ErrUnauthenticated)
 
 // Issued is a fresh dynamic secret as the caller obtained it.
 type Issued struct {
@@ -76,7 +93,8 @@ type Config struct {
 	SharedCallTimeout time.Duration
 }
 
-// Keeper holds the dynamic secrets of pods on this node. Lifetime of an
+// Keeper holds the dynamic secrets of pods on this node (and of the
+// SecretSyncs its controller refreshes). Lifetime of an
 // entry: until its lease expires without a renewal (the pod stopped
 // republishing), until a renewal fails, or until ReissueFraction of its
 // maximum lifetime; size: at most MaxEntries.
@@ -135,8 +153,8 @@ const (
 // as its lease requires. A renewal that fails because Vault is
 // unavailable keeps serving the value while its lease is still valid.
 func (k *Keeper) Get(ctx context.Context, key Key, src Source) (any, Outcome, error) {
-	if key.PodUID == "" {
-		return nil, "", fmt.Errorf("%w: the mount has no pod UID; dynamic secrets are kept per pod (set podInfoOnMount: true on the CSIDriver)", plugin.ErrUnauthenticated)
+	if key.Owner == "" {
+		return nil, "", ErrNoOwner
 	}
 	type result struct {
 		value   any

@@ -24,6 +24,10 @@ const (
 	attrServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
 	attrTokens         = "csi.storage.k8s.io/serviceAccount.tokens"
 	attrSPC            = "secretProviderClass"
+	// Ours, not kubelet's (upstream providers ignore them): the
+	// SecretSync the mount is for (providers/plugin decodes them).
+	attrSecretSyncName = "secrets-store.sync.x-k8s.io/secretsync.name"
+	attrSecretSyncUID  = "secrets-store.sync.x-k8s.io/secretsync.uid"
 )
 
 // mountTimeout bounds one provider call.
@@ -36,12 +40,22 @@ func (r *Reconciler) fetch(ctx context.Context, ss *syncv1.SecretSync, spc *ssv1
 	if err := pluginclient.ValidateName(provider); err != nil {
 		return nil, fail(syncv1.ReasonControllerSPCError, "SecretProviderClass %s/%s: spec.provider: %v", spc.Namespace, spc.Name, err)
 	}
-	attrs := make(map[string]string, len(spc.Spec.Parameters)+4)
+	for _, k := range slices.Sorted(maps.Keys(spc.Spec.Parameters)) {
+		if reservedParameter(k) {
+			return nil, fail(syncv1.ReasonControllerSPCError, "SecretProviderClass %s/%s: spec.parameters: key %q is reserved for the mount's identity (kubelet and this controller set it); remove it", spc.Namespace, spc.Name, k)
+		}
+	}
+	attrs := make(map[string]string, len(spc.Spec.Parameters)+6)
 	maps.Copy(attrs, spc.Spec.Parameters)
 	attrs[attrPodNamespace] = ss.Namespace
 	attrs[attrServiceAccount] = ss.Spec.ServiceAccountName
 	attrs[attrSPC] = spc.Name
 	attrs[attrTokens] = tokens
+	// The SecretSync's own identity: providers that keep state per pod
+	// (provider-vault's leased values) keep it per SecretSync with it. The
+	// UID makes a SecretSync deleted and created again a new owner.
+	attrs[attrSecretSyncName] = ss.Name
+	attrs[attrSecretSyncUID] = string(ss.UID)
 	ab, err := json.Marshal(attrs)
 	if err != nil {
 		return nil, fail(syncv1.ReasonControllerInternal, "encode mount attributes: %v", err)
@@ -69,6 +83,14 @@ func (r *Reconciler) fetch(ctx context.Context, ss *syncv1.SecretSync, spc *ssv1
 		files[f.GetPath()] = f.GetContents()
 	}
 	return files, nil
+}
+
+// reservedParameter reports whether a SecretProviderClass parameter would
+// pose as the mount's identity: kubelet's pod attributes (a forged pod UID
+// would make a provider keep this SecretSync's leased values under a
+// pod's key) and the SecretSync key this controller sets.
+func reservedParameter(k string) bool {
+	return strings.HasPrefix(k, "csi.storage.k8s.io/") || k == attrSecretSyncName || k == attrSecretSyncUID
 }
 
 // fileNames lists the paths of files for messages (never contents).
