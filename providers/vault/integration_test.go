@@ -94,6 +94,7 @@ func TestIntegration(t *testing.T) {
 		{"TokenRenewedNotReplaced", integrationTokenRenewed},
 		{"JWTAuth", integrationJWTAuth},
 		{"DatabaseCredentialsPerPodAcrossRotations", integrationDatabaseAcrossRotations},
+		{"DatabaseCredentialsPerSecretSync", integrationDatabasePerSecretSync},
 		{"LeaseRevokedByOperator", integrationLeaseRevokedByOperator},
 		{"PKICertificateAndKeyFromOneIssuance", integrationPKI},
 		{"VersionsAcrossProviderRestart", integrationVersionsAcrossRestart},
@@ -368,6 +369,80 @@ func integrationDatabaseAcrossRotations(t *testing.T, sh *shared) {
 	if n := e.proxy.Count(http.MethodGet, "/v1/database/creds/rot"); n != 3 {
 		t.Errorf("credentials issued = %d, want 3 (p1, p2, p1 once more)", n)
 	}
+}
+
+// syncRequest builds a mount as our SecretSync controller does (no pod,
+// the SecretSync's name and UID), with a real token of sa.
+func (e *realEnv) syncRequest(ns, name, uid, sa string, attrs map[string]string) *plugin.Request {
+	e.t.Helper()
+	r := syncRequest(e.t, ns, name, uid, sa, attrs)
+	tok := vaulttest.ServiceAccountToken(e.t, e.sh.rc, ns, sa, time.Hour, "vault")
+	r.Tokens = map[string]plugin.Token{"vault": {Token: tok, ExpirationTimestamp: time.Now().Add(time.Hour)}}
+	return r
+}
+
+// integrationDatabasePerSecretSync: SecretSync mounts (no pod) of a real
+// database role. Each SecretSync gets its own credential (a re-created
+// one, same name and new UID, too); refreshed every second, one keeps its
+// credential past the lease's first TTL because the refreshes renew it
+// (PostgreSQL still accepts it); the one that stopped refreshing (its
+// SecretSync deleted) is never renewed and Vault revokes it at its TTL.
+func integrationDatabasePerSecretSync(t *testing.T, sh *shared) {
+	e := newRealEnv(t, sh, vault.BackendConfig{CacheTTL: time.Minute, RenewFraction: 0.5, ReissueFraction: 0.8})
+	const ttl = 5 * time.Second
+	e.vault.DatabaseRole(t, "database", vaulttest.DBRole{Name: "ssync", DefaultTTL: ttl, MaxTTL: time.Minute})
+	attrs := spc("app",
+		"- {objectName: user, secretPath: database/creds/ssync, secretKey: username}",
+		"- {objectName: pass, secretPath: database/creds/ssync, secretKey: password}",
+	)
+	mount := func(name, uid string) map[string]string {
+		f, _ := e.mount(e.syncRequest("team", name, uid, "app", attrs))
+		return f
+	}
+	deleted := mount("db", "uid-1")
+	other := mount("db-other", "uid-2")
+	current := mount("db", "uid-3") // "db" deleted and created again
+	if deleted["user"] == current["user"] || other["user"] == current["user"] || other["user"] == deleted["user"] {
+		t.Fatal("two SecretSyncs share a database credential")
+	}
+	start := time.Now()
+	polls := 0
+	for time.Since(start) < ttl+2*time.Second {
+		time.Sleep(time.Second)
+		polls++
+		for _, c := range []struct {
+			name, uid string
+			want      map[string]string
+		}{{"db", "uid-3", current}, {"db-other", "uid-2", other}} {
+			if got := mount(c.name, c.uid); got["user"] != c.want["user"] || got["pass"] != c.want["pass"] {
+				t.Fatalf("poll %d (%s): SecretSync %s got another credential", polls, time.Since(start).Round(time.Millisecond), c.name)
+			}
+		}
+	}
+	for _, f := range []map[string]string{current, other} {
+		if _, err := sh.pg.Query(t.Context(), f["user"], f["pass"], "SELECT 1"); err != nil {
+			t.Fatalf("a refreshed SecretSync's credential no longer logs in past its first %s TTL: %v", ttl, err)
+		}
+	}
+	if n := e.proxy.Count(http.MethodGet, "/v1/database/creds/ssync"); n != 3 {
+		t.Errorf("credentials issued = %d over %d polls of 2 SecretSyncs, want 3 (one per SecretSync)", n, polls)
+	}
+	if n := e.proxy.Count("", "/v1/sys/leases/renew"); n == 0 || n > polls {
+		t.Errorf("lease renewals = %d over %d polls of 2 SecretSyncs; want some, and only when due", n, polls)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := sh.pg.Query(t.Context(), deleted["user"], deleted["pass"], "SELECT 1")
+		if err != nil && len(e.vault.Leases(t, "database/creds/ssync")) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted SecretSync's credential is still live %s after its last use (login err %v, %d leases, want 2)", time.Since(start).Round(time.Second), err, len(e.vault.Leases(t, "database/creds/ssync")))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("%d polls of 2 SecretSyncs: %d credentials issued (3 SecretSyncs), %d lease renewals; the deleted SecretSync's credential was gone %s after it was issued",
+		polls, e.proxy.Count(http.MethodGet, "/v1/database/creds/ssync"), e.proxy.Count("", "/v1/sys/leases/renew"), time.Since(start).Round(100*time.Millisecond))
 }
 
 func integrationLeaseRevokedByOperator(t *testing.T, sh *shared) {
