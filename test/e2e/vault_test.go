@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -281,4 +284,125 @@ func TestSecretSyncVault(t *testing.T) {
 	t.Logf("KV v2 version %d reached the Secret after %s", version, time.Since(start).Round(time.Second))
 
 	deleteSecretSync(t, ns, "app-config")
+}
+
+// TestSecretSyncVaultDatabase: a SecretSync whose class names a database role (and a KV value)
+// gets ONE credential, kept across the controller's refreshes (two KV updates reach the Secret
+// while the credential stays) and renewed by them past its first TTL, still logging in to
+// PostgreSQL; a SecretSync deleted and created again with the same name gets a new credential;
+// after the deletions nothing renews the leases and Vault revokes both credentials at their TTL.
+// The role's 40 s TTL leaves a 20 s renewal window (renew fraction 0.5) for a 10 s poll interval
+// (+10% jitter): a lease shorter than about twice the poll interval could not be renewed in time.
+func TestSecretSyncVaultDatabase(t *testing.T) {
+	t.Parallel()
+	const ttl = 40 * time.Second
+	lv := readLocalVault(t)
+	v := vaulttest.Connect(t, lv.Address, lv.RootToken, nil)
+	pg := &vaulttest.Postgres{Host: lv.PGHost, Port: lv.PGPort, Database: "postgres"}
+	ns := fw.Namespace(t, "ssync-vdb")
+	if _, err := fw.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v.WritePolicy(t, ns, `
+path "secret/data/`+ns+`/*" { capabilities = ["read"] }
+path "database/creds/`+ns+`" { capabilities = ["read"] }
+`)
+	v.DatabaseRole(t, "database", vaulttest.DBRole{Name: ns, DefaultTTL: ttl, MaxTTL: time.Hour})
+	v.KubernetesRole(t, "kubernetes", ns, vaulttest.Role{
+		ServiceAccounts: []string{"app"}, Namespaces: []string{ns}, Policies: []string{ns}, TTL: 20 * time.Minute,
+	})
+	apiKey := secretValue("ssync-vdb")
+	v.PutKV(t, "secret", ns+"/config", map[string]any{"api-key": apiKey})
+	fw.CreateSPC(t, framework.SPC{Name: "db", Namespace: ns, Provider: "vault", Parameters: map[string]string{
+		"roleName": ns, "vaultAddress": lv.Address, "audience": "vault", "objects": strings.Join([]string{
+			`- {objectName: api-key, secretPath: "secret/data/` + ns + `/config", secretKey: api-key}`,
+			`- {objectName: db-username, secretPath: "database/creds/` + ns + `", secretKey: username}`,
+			`- {objectName: db-password, secretPath: "database/creds/` + ns + `", secretKey: password}`,
+		}, "\n"),
+	}})
+	ss := secretSync{name: "db", sa: "app", spc: "db", data: map[string]string{"api-key": "api-key", "username": "db-username", "password": "db-password"}}
+	leases := func() int { return len(v.Leases(t, "database/creds/"+ns)) }
+	// credential waits for the Secret to hold the current KV value and returns its credential.
+	credential := func(timeout time.Duration) (user, pass string) {
+		t.Helper()
+		var s *corev1.Secret
+		if err := until(t.Context(), timeout, func(ctx context.Context) error {
+			var err error
+			if s, err = fw.Client.CoreV1().Secrets(ns).Get(ctx, "db", metav1.GetOptions{}); err != nil {
+				return err
+			}
+			if string(s.Data["api-key"]) != apiKey {
+				return errors.New("not the current KV value yet")
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("Secret %s/db does not hold the current KV value within %s: %v\nSecretSync status: %s", ns, timeout, err, secretSyncStatus(t, ns, "db"))
+		}
+		user, pass = string(s.Data["username"]), string(s.Data["password"])
+		if user == "" || pass == "" {
+			t.Fatalf("Secret %s/db has no database credential (keys %v)", ns, keys(s.Data))
+		}
+		recordSecret(pass)
+		return user, pass
+	}
+	checkDB := func(when, user, pass string) {
+		t.Helper()
+		if got, err := pg.Query(t.Context(), user, pass, "SELECT current_user"); err != nil || got != user {
+			t.Fatalf("%s: the synced database credential does not log in to PostgreSQL: %v", when, err)
+		}
+	}
+
+	createSecretSync(t, ns, ss)
+	user, pass := credential(syncTimeout)
+	issued := time.Now()
+	checkDB("first sync", user, pass)
+	// Each KV update reaching the Secret proves a refresh; the credential must not change.
+	refresh := syncPollInterval + syncPollInterval/5 + 30*time.Second + 5*time.Second
+	for round := 1; round <= 2; round++ {
+		apiKey = secretValue("ssync-vdb")
+		v.PutKV(t, "secret", ns+"/config", map[string]any{"api-key": apiKey})
+		if u, p := credential(refresh); u != user || p != pass {
+			t.Fatalf("refresh %d: the SecretSync's database credential was re-issued", round)
+		}
+	}
+	// Past the lease's first TTL only the refreshes' renewals keep it alive.
+	if d := time.Until(issued.Add(ttl + 2*time.Second)); d > 0 {
+		time.Sleep(d)
+	}
+	if u, p := credential(refresh); u != user || p != pass {
+		t.Fatal("the SecretSync's database credential was re-issued past its first TTL (not renewed in time?)")
+	}
+	checkDB(fmt.Sprintf("%s after the first sync", time.Since(issued).Round(time.Second)), user, pass)
+	if n := leases(); n != 1 {
+		t.Fatalf("%d live leases of database role %s, want 1 (one credential for the SecretSync)", n, ns)
+	}
+	t.Logf("one credential kept %s across the SecretSync's refreshes (2 KV updates synced, renewed past its %s TTL)", time.Since(issued).Round(time.Second), ttl)
+
+	// Deleted and created again with the same name: a new UID, a new credential.
+	deleteSecretSync(t, ns, "db")
+	createSecretSync(t, ns, ss)
+	user2, pass2 := credential(syncTimeout)
+	if user2 == user {
+		t.Fatal("a SecretSync created again with the same name got the deleted one's credential")
+	}
+	checkDB("re-created SecretSync", user2, pass2)
+	deleteSecretSync(t, ns, "db")
+	deleted := time.Now()
+
+	// Nothing renews either credential now: Vault revokes both at the end of their TTL.
+	if err := until(t.Context(), ttl+30*time.Second, func(context.Context) error {
+		if n := leases(); n != 0 {
+			return fmt.Errorf("%d live leases", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the deleted SecretSyncs' credentials are still live %s after the deletion: %v", time.Since(deleted).Round(time.Second), err)
+	}
+	for _, c := range [][2]string{{user, pass}, {user2, pass2}} {
+		if _, err := pg.Query(t.Context(), c[0], c[1], "SELECT 1"); err == nil {
+			t.Errorf("a deleted SecretSync's credential still logs in to PostgreSQL after its lease ended")
+		}
+	}
+	t.Logf("both credentials revoked by Vault %s after the deletion (TTL %s)", time.Since(deleted).Round(time.Second), ttl)
 }
