@@ -30,8 +30,9 @@ func objects(n int) string {
 }
 
 type client struct {
-	node csipb.NodeClient
-	dir  string
+	node     csipb.NodeClient
+	identity csipb.IdentityClient
+	dir      string
 }
 
 func setup(b *testing.B, o driverharness.Options) (*driverharness.Env, *client) {
@@ -51,7 +52,7 @@ func setup(b *testing.B, o driverharness.Options) (*driverharness.Env, *client) 
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = cc.Close() })
-	return env, &client{node: csipb.NewNodeClient(cc), dir: filepath.Join(env.Dir, "pods")}
+	return env, &client{node: csipb.NewNodeClient(cc), identity: csipb.NewIdentityClient(cc), dir: filepath.Join(env.Dir, "pods")}
 }
 
 func (c *client) publish(ctx context.Context, i int, spc string) (string, error) {
@@ -175,6 +176,37 @@ func BenchmarkPublishCPU(b *testing.B) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(time.Second) // the status writes of the last publishes
+	used := cpuTime(b, env.PID) - before
+	b.ReportMetric(float64(used.Microseconds())/1000/float64(n), "cpu-ms/op")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkIdleRPCCPU reports the driver's CPU per GetPluginInfo call, paced
+// like BenchmarkPublishCPU: one gRPC round trip that does no work, the floor
+// under each of the calls a publish+unpublish makes (two CSI calls, the
+// provider's Mount and the pod status write). Needs SSCSI_DRIVER_BIN.
+func BenchmarkIdleRPCCPU(b *testing.B) {
+	if os.Getenv("SSCSI_DRIVER_BIN") == "" {
+		b.Fatal("BenchmarkIdleRPCCPU measures a separate driver process: set SSCSI_DRIVER_BIN (make bench does)")
+	}
+	env, c := setup(b, driverharness.Options{})
+	ctx := b.Context()
+	for i := 0; i < 20; i++ {
+		if _, err := c.identity.GetPluginInfo(ctx, &csipb.GetPluginInfoRequest{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	before := cpuTime(b, env.PID)
+	n := 0
+	for b.Loop() {
+		if _, err := c.identity.GetPluginInfo(ctx, &csipb.GetPluginInfoRequest{}); err != nil {
+			b.Fatal(err)
+		}
+		n++
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
 	used := cpuTime(b, env.PID) - before
 	b.ReportMetric(float64(used.Microseconds())/1000/float64(n), "cpu-ms/op")
 	b.ReportMetric(0, "ns/op")

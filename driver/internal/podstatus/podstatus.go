@@ -1,7 +1,11 @@
 // Package podstatus writes SecretProviderClassPodStatus objects off the
 // publish's critical path: Record only remembers the latest state per
 // object, and a worker writes it, skipping writes that change nothing and
-// retrying failures with backoff.
+// retrying failures with backoff. The worker gathers the records of a short
+// window (BatchDelay) and writes them concurrently: the API server's answers
+// then arrive together and are handled in one wake-up of the process instead
+// of one each (the write, not the publish, is what a node's burst of mounts
+// waits on).
 package podstatus
 
 import (
@@ -10,6 +14,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -30,7 +35,21 @@ type Config struct {
 	NodeName string
 	// MaxBackoff caps the retry delay (default 30s).
 	MaxBackoff time.Duration
+	// BatchDelay is how long the writer waits after a Record before it
+	// writes, so that the records of the publishes in that window are
+	// written together (default DefaultBatchDelay; negative: no wait).
+	BatchDelay time.Duration
+	// MaxInFlight bounds the writes in flight at once (default 16).
+	MaxInFlight int
 }
+
+// DefaultBatchDelay is Config.BatchDelay's default: short against the
+// seconds a pod takes to start, long enough to gather the mounts of a burst.
+const DefaultBatchDelay = 200 * time.Millisecond
+
+// stopFlushTimeout bounds the last write of pending objects when the writer
+// stops (a driver being replaced by a rolling update).
+const stopFlushTimeout = 2 * time.Second
 
 // Writer implements publish.StatusRecorder.
 type Writer struct {
@@ -59,6 +78,12 @@ func New(cfg Config) (*Writer, error) {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.BatchDelay == 0 {
+		cfg.BatchDelay = DefaultBatchDelay
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 16
 	}
 	return &Writer{
 		cfg:      cfg,
@@ -138,21 +163,28 @@ func (w *Writer) Pending() int {
 	return len(w.pending)
 }
 
-// Run writes pending objects until ctx is done.
+// Run writes pending objects until ctx is done; what is pending then is
+// written once more, for at most stopFlushTimeout.
 func (w *Writer) Run(ctx context.Context) {
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopFlushTimeout)
+		defer cancel()
+		w.flush(fctx)
+	}()
 	backoff := time.Duration(0)
 	for {
 		if backoff > 0 {
-			select {
-			case <-ctx.Done():
+			if !sleep(ctx, backoff) {
 				return
-			case <-time.After(backoff):
 			}
 		} else {
 			select {
 			case <-ctx.Done():
 				return
 			case <-w.wake:
+			}
+			if w.cfg.BatchDelay > 0 && !sleep(ctx, w.cfg.BatchDelay) {
+				return
 			}
 		}
 		failed := w.flush(ctx)
@@ -167,8 +199,21 @@ func (w *Writer) Run(ctx context.Context) {
 	}
 }
 
-// flush writes every pending object once; it reports whether any failed
-// (those stay pending unless a newer state replaced them).
+// sleep waits d; false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// flush writes every pending object once, up to MaxInFlight at a time; it
+// reports whether any failed (those stay pending unless a newer state
+// replaced them).
 func (w *Writer) flush(ctx context.Context) (failed bool) {
 	w.mu.Lock()
 	batch := w.pending
@@ -177,34 +222,61 @@ func (w *Writer) flush(ctx context.Context) (failed bool) {
 		w.inflight[key] = obj.Status
 	}
 	w.mu.Unlock()
-	for key, obj := range batch {
-		w.mu.Lock()
-		prev := w.stored[key]
-		w.mu.Unlock()
-		stored, err := w.write(ctx, prev, obj)
-		w.mu.Lock()
-		delete(w.inflight, key)
-		switch {
-		case !w.trackedLocked(key):
-			// Forgotten while the write was in flight: the volume is gone.
-		case err != nil:
-			failed = true
-			delete(w.stored, key)
-			if _, newer := w.pending[key]; !newer {
-				w.pending[key] = obj
-			}
-		default:
-			w.written[key] = obj.Status
-			if stored != nil {
-				w.stored[key] = stored
-			}
-		}
-		w.mu.Unlock()
-		if err != nil {
-			klog.ErrorS(err, "write SecretProviderClassPodStatus; will retry", "object", klog.KObj(obj))
+	if len(batch) == 1 {
+		// The common case of a lone mount: no goroutine.
+		for key, obj := range batch {
+			return !w.writeOne(ctx, key, obj)
 		}
 	}
-	return failed
+	var (
+		wg   sync.WaitGroup
+		bad  atomic.Bool
+		slot = make(chan struct{}, w.cfg.MaxInFlight)
+	)
+	for key, obj := range batch {
+		slot <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slot; wg.Done() }()
+			if !w.writeOne(ctx, key, obj) {
+				bad.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	return bad.Load()
+}
+
+// writeOne writes obj (pending under key) and records the outcome; it
+// reports false when the write failed and obj is pending again.
+func (w *Writer) writeOne(ctx context.Context, key string, obj *ssv1.SecretProviderClassPodStatus) bool {
+	w.mu.Lock()
+	prev := w.stored[key]
+	w.mu.Unlock()
+	stored, err := w.write(ctx, prev, obj)
+	ok := true
+	w.mu.Lock()
+	delete(w.inflight, key)
+	switch {
+	case !w.trackedLocked(key):
+		// Forgotten while the write was in flight: the volume is gone.
+	case err != nil:
+		ok = false
+		delete(w.stored, key)
+		if _, newer := w.pending[key]; !newer {
+			w.pending[key] = obj
+		}
+	default:
+		w.written[key] = obj.Status
+		if stored != nil {
+			w.stored[key] = stored
+		}
+	}
+	w.mu.Unlock()
+	if err != nil {
+		klog.ErrorS(err, "write SecretProviderClassPodStatus; will retry", "object", klog.KObj(obj))
+	}
+	return ok
 }
 
 // trackedLocked reports whether a mounted volume still maps to key; w.mu

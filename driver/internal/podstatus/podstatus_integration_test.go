@@ -3,6 +3,7 @@
 package podstatus_test
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
@@ -99,19 +101,41 @@ func outcome(pod *corev1.Pod, versions ...ssv1.SecretProviderClassObject) publis
 	}
 }
 
-// counter counts the requests of a client by method.
+// counter counts the requests of a client by method, and the most writes
+// (POST, PUT) in flight at once.
 type counter struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu           sync.Mutex
+	n            map[string]int
+	writes, most int
 }
 
 func (c *counter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		write := r.Method == http.MethodPost || r.Method == http.MethodPut
 		c.mu.Lock()
 		c.n[r.Method]++
+		if write {
+			c.writes++
+			c.most = max(c.most, c.writes)
+		}
 		c.mu.Unlock()
-		return rt.RoundTrip(r)
+		resp, err := rt.RoundTrip(r)
+		if write {
+			c.mu.Lock()
+			c.writes--
+			c.mu.Unlock()
+		}
+		return resp, err
 	})
+}
+
+// mostWrites returns the most writes in flight at once since the last call.
+func (c *counter) mostWrites() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.most
+	c.most = c.writes
+	return m
 }
 
 func (c *counter) take() map[string]int {
@@ -279,6 +303,54 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 		})
 		if w.Pending() != 0 {
 			t.Errorf("pending = %d after the retry succeeded", w.Pending())
+		}
+	})
+
+	t.Run("the records of a burst are written together, concurrently", func(t *testing.T) {
+		mkNS(t, "burst")
+		w := e.writer(t)
+		calls.mostWrites()
+		var pods []*corev1.Pod
+		for i := range 20 {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%02d", i), Namespace: "burst", UID: types.UID(fmt.Sprintf("00000000-0000-0000-0000-0000000001%02d", i))}}
+			pods = append(pods, pod)
+			w.Record(outcome(pod, v1...))
+		}
+		for _, pod := range pods {
+			eventually(t, 10*time.Second, func() error {
+				_, err := e.get(t, "burst", podstatus.Name(pod.Name, "burst", "app"))
+				return err
+			})
+		}
+		if most := calls.mostWrites(); most < 2 {
+			t.Errorf("at most %d write in flight for a burst of 20 records, want them written concurrently", most)
+		}
+	})
+
+	t.Run("what is pending is written when the writer stops", func(t *testing.T) {
+		mkNS(t, "stopped")
+		// A batch delay longer than the test: only the last flush writes.
+		w, err := podstatus.New(podstatus.Config{Client: e.crd, NodeName: "node-a", BatchDelay: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(ctx) }()
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "last", Namespace: "stopped", UID: "00000000-0000-0000-0000-000000000003"}}
+		w.Record(outcome(pod, v1...))
+		time.Sleep(100 * time.Millisecond)
+		if _, err := e.get(t, "stopped", podstatus.Name("last", "stopped", "app")); err == nil {
+			t.Fatal("written before the batch delay ended")
+		}
+		cancel()
+		<-done
+		got, err := e.get(t, "stopped", podstatus.Name("last", "stopped", "app"))
+		if err != nil {
+			t.Fatalf("pending status not written when the writer stopped: %v", err)
+		}
+		if !reflect.DeepEqual(got.Status.Objects, v1) {
+			t.Errorf("objects = %v, want %v", got.Status.Objects, v1)
 		}
 	})
 
