@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/sscsi/secrets-store/internal/ttlcache"
 	"github.com/sscsi/secrets-store/providers/plugin"
 	"github.com/sscsi/secrets-store/providers/vault/auth"
 	"github.com/sscsi/secrets-store/providers/vault/cache"
@@ -90,11 +91,12 @@ type Backend struct {
 	reads    *cache.Cache
 	versions *render.Versioner
 
-	mu      sync.Mutex // guards clients and leased
-	clients map[params.Connection]*client.Client
 	// leased remembers requests (per identity) whose answers carry a
-	// lease, with when it was seen; at most cfg.TokenCacheSize*64 keys.
-	leased map[cache.Key]time.Time
+	// lease for leasedMemory; at most cfg.TokenCacheSize*64 keys.
+	leased *ttlcache.Set[cache.Key]
+
+	mu      sync.Mutex // guards clients
+	clients map[params.Connection]*client.Client
 }
 
 var _ plugin.Backend = (*Backend)(nil)
@@ -141,7 +143,7 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 		reads:    cache.New(cache.Config{Clock: cfg.Clock, TTL: cfg.CacheTTL, PinnedTTL: cfg.PinnedCacheTTL}),
 		versions: v,
 		clients:  map[params.Connection]*client.Client{},
-		leased:   map[cache.Key]time.Time{},
+		leased:   ttlcache.NewSet[cache.Key](cfg.Clock, leasedMemory, cfg.TokenCacheSize*64),
 	}, nil
 }
 
@@ -320,7 +322,7 @@ func (m *mountState) statsString() string {
 func (m *mountState) fetch(ctx context.Context, r params.Request) (*client.Secret, error) {
 	b := m.b
 	ck := cache.Key{Identity: m.id.Key(), Request: r.Key()}
-	if r.Write() || b.isLeased(ck) {
+	if r.Write() || b.leased.Has(ck) {
 		return m.dynamic(ctx, r, nil)
 	}
 	mine := false
@@ -344,7 +346,7 @@ func (m *mountState) fetch(ctx context.Context, r params.Request) (*client.Secre
 	}
 	// A leased answer belongs to the owner whose call produced it;
 	// another owner that waited on the same call gets its own.
-	b.markLeased(ck)
+	b.leased.Add(ck)
 	if !mine {
 		return m.dynamic(ctx, r, nil)
 	}
@@ -406,26 +408,6 @@ func (m *mountState) currentToken() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.token.Value
-}
-
-func (b *Backend) isLeased(k cache.Key) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	t, ok := b.leased[k]
-	if ok && b.clock.Since(t) > leasedMemory {
-		delete(b.leased, k)
-		return false
-	}
-	return ok
-}
-
-func (b *Backend) markLeased(k cache.Key) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.leased) >= b.cfg.TokenCacheSize*64 {
-		b.leased = map[cache.Key]time.Time{}
-	}
-	b.leased[k] = b.clock.Now()
 }
 
 // expiration is the expiry an unleased write answer carries (a PKI

@@ -25,9 +25,9 @@ import (
 	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
 
+	"github.com/sscsi/secrets-store/internal/ttlcache"
 	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/aws/awserr"
-	"github.com/sscsi/secrets-store/providers/aws/cache"
 	"github.com/sscsi/secrets-store/providers/aws/params"
 	"github.com/sscsi/secrets-store/providers/plugin"
 )
@@ -93,10 +93,10 @@ type Config struct {
 // Fetcher reads objects. Safe for concurrent use.
 type Fetcher struct {
 	cfg    Config
-	values *cache.TTL[key, Value]
+	values *ttlcache.TTL[key, Value]
 	// batchDenied holds identities whose policy refuses
 	// BatchGetSecretValue; they read secrets one by one for a while.
-	batchDenied *cache.Set
+	batchDenied *ttlcache.Set[string]
 	flights     singleflight.Group // shares identical backend calls of one identity
 }
 
@@ -122,8 +122,8 @@ func New(cfg Config) (*Fetcher, error) {
 	}
 	return &Fetcher{
 		cfg:         cfg,
-		values:      cache.NewTTL[key, Value](cfg.Clock, cfg.CacheMaxEntries),
-		batchDenied: cache.NewSet(cfg.Clock, batchDeniedFor, DefaultCacheMaxEntries),
+		values:      ttlcache.NewTTL[key, Value](cfg.Clock, cfg.CacheMaxEntries),
+		batchDenied: ttlcache.NewSet[string](cfg.Clock, batchDeniedFor, DefaultCacheMaxEntries),
 	}, nil
 }
 

@@ -8,11 +8,12 @@ package cache
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
+
+	"github.com/sscsi/secrets-store/internal/ttlcache"
 )
 
 // Key identifies one read: the same request with the same identity.
@@ -39,18 +40,11 @@ type Config struct {
 
 // Cache is a TTL cache with single-flight loads. Lifetime: TTL (PinnedTTL
 // for pinned reads); size: at most MaxEntries, the entry closest to expiry
-// evicted first. Values stay in this process's memory only.
+// evicted first (ttlcache.TTL). Values stay in this process's memory only.
 type Cache struct {
 	cfg     Config
 	flights singleflight.Group
-
-	mu      sync.Mutex // guards entries
-	entries map[Key]entry
-}
-
-type entry struct {
-	value   any
-	expires time.Time
+	entries *ttlcache.TTL[Key, any]
 }
 
 // New returns a Cache.
@@ -67,7 +61,7 @@ func New(cfg Config) *Cache {
 	if cfg.SharedCallTimeout <= 0 {
 		cfg.SharedCallTimeout = 30 * time.Second
 	}
-	return &Cache{cfg: cfg, entries: map[Key]entry{}}
+	return &Cache{cfg: cfg, entries: ttlcache.NewTTL[Key, any](cfg.Clock, cfg.MaxEntries)}
 }
 
 // Load returns the cached value for k or calls load once for all
@@ -78,21 +72,13 @@ func (c *Cache) Load(ctx context.Context, k Key, pinned bool, load func(context.
 		v, _, err := load(ctx)
 		return v, false, err
 	}
-	now := c.cfg.Clock.Now()
-	c.mu.Lock()
-	e, ok := c.entries[k]
-	if ok && !now.Before(e.expires) {
-		delete(c.entries, k)
-		ok = false
-	}
-	c.mu.Unlock()
-	if ok {
-		return e.value, true, nil
+	if v, ok := c.entries.Get(k); ok {
+		return v, true, nil
 	}
 	ch := c.flights.DoChan(fmt.Sprintf("%q", k), func() (any, error) {
 		// A flight that ended between this caller's miss and its joining
 		// may have stored the value already: do not read it again.
-		if v, ok := c.fresh(k); ok {
+		if v, ok := c.entries.Get(k); ok {
 			return v, nil
 		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.SharedCallTimeout)
@@ -114,61 +100,16 @@ func (c *Cache) Load(ctx context.Context, k Key, pinned bool, load func(context.
 	}
 }
 
-// fresh returns k's value while it has not expired.
-func (c *Cache) fresh(k Key) (any, bool) {
-	now := c.cfg.Clock.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[k]
-	if !ok || !now.Before(e.expires) {
-		return nil, false
-	}
-	return e.value, true
-}
-
 func (c *Cache) put(k Key, v any, pinned bool) {
 	ttl := c.cfg.TTL
 	if pinned {
 		ttl = c.cfg.PinnedTTL
 	}
-	now := c.cfg.Clock.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.entries[k]; !ok && len(c.entries) >= c.cfg.MaxEntries {
-		var victim Key
-		var first time.Time
-		found := false
-		for key, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, key)
-				continue
-			}
-			if !found || e.expires.Before(first) {
-				victim, first, found = key, e.expires, true
-			}
-		}
-		if found && len(c.entries) >= c.cfg.MaxEntries {
-			delete(c.entries, victim)
-		}
-	}
-	c.entries[k] = entry{value: v, expires: now.Add(ttl)}
+	c.entries.Put(k, v, ttl)
 }
 
 // ForgetIdentity drops every value read with identity, e.g. after its
 // token was rejected.
 func (c *Cache) ForgetIdentity(identity string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k := range c.entries {
-		if k.Identity == identity {
-			delete(c.entries, k)
-		}
-	}
-}
-
-// Len is the number of entries.
-func (c *Cache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
+	c.entries.DeleteFunc(func(k Key) bool { return k.Identity == identity })
 }

@@ -1,4 +1,4 @@
-package cache
+package ttlcache
 
 import (
 	"testing"
@@ -42,7 +42,7 @@ func TestTTLExpiresAndEvicts(t *testing.T) {
 
 func TestSet(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
-	s := NewSet(clk, time.Minute, 2)
+	s := NewSet[string](clk, time.Minute, 2)
 	s.Add("x")
 	if !s.Has("x") || s.Has("y") {
 		t.Fatal("Has after Add is wrong")

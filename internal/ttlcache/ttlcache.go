@@ -1,7 +1,9 @@
-// Package cache holds the AWS provider's short-lived, bounded, in-memory
-// caches: fetched values shared between mounts of one identity, and sets
-// of keys remembered for a while. Nothing here touches a disk.
-package cache
+// Package ttlcache holds the providers' short-lived, bounded, in-memory
+// caches: values shared between mounts of one identity for a few seconds
+// (provider-aws's fetched values, provider-vault's reads), and sets of keys
+// remembered for a while (identities denied a batch API, requests that
+// answer with a lease). Nothing here touches a disk.
+package ttlcache
 
 import (
 	"sync"
@@ -95,34 +97,35 @@ func (c *TTL[K, V]) DeleteFunc(match func(K) bool) {
 }
 
 // Set remembers keys for a while, e.g. identities whose policy does not
-// allow BatchGetSecretValue. Lifetime: ttl per key; size: at most
-// maxEntries keys (past it, the set starts over). Safe for concurrent use.
-type Set struct {
+// allow BatchGetSecretValue, or requests whose answer carried a lease.
+// Lifetime: ttl per key; size: at most maxEntries keys (past it, the set
+// starts over). Safe for concurrent use.
+type Set[K comparable] struct {
 	clock      clock.PassiveClock
 	ttl        time.Duration
 	maxEntries int
 
 	mu   sync.Mutex // guards keys
-	keys map[string]time.Time
+	keys map[K]time.Time
 }
 
 // NewSet returns an empty set whose keys live ttl.
-func NewSet(c clock.PassiveClock, ttl time.Duration, maxEntries int) *Set {
-	return &Set{clock: c, ttl: ttl, maxEntries: maxEntries, keys: map[string]time.Time{}}
+func NewSet[K comparable](c clock.PassiveClock, ttl time.Duration, maxEntries int) *Set[K] {
+	return &Set[K]{clock: c, ttl: ttl, maxEntries: maxEntries, keys: map[K]time.Time{}}
 }
 
 // Add remembers k for the set's ttl.
-func (s *Set) Add(k string) {
+func (s *Set[K]) Add(k K) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.keys) >= s.maxEntries {
-		s.keys = map[string]time.Time{}
+		s.keys = map[K]time.Time{}
 	}
 	s.keys[k] = s.clock.Now().Add(s.ttl)
 }
 
 // Has reports whether k was added less than ttl ago.
-func (s *Set) Has(k string) bool {
+func (s *Set[K]) Has(k K) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	exp, ok := s.keys[k]
