@@ -1,7 +1,6 @@
 package aws_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -13,9 +12,7 @@ import (
 	"time"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,34 +21,14 @@ import (
 	"github.com/sscsi/secrets-store/providers/aws"
 	"github.com/sscsi/secrets-store/providers/aws/auth"
 	"github.com/sscsi/secrets-store/providers/plugin"
+	"github.com/sscsi/secrets-store/providers/plugintest"
 	"github.com/sscsi/secrets-store/test/faultproxy"
 )
 
 // grpcClient serves e.backend on a unix socket in a temp dir.
 func (e *env) grpcClient(writeToTarget bool) v1alpha1.CSIDriverProviderClient {
-	t := e.t
-	t.Helper()
-	srv, err := plugin.New(plugin.Config{Name: "aws", Version: "test", Backend: e.backend, WriteToTarget: writeToTarget})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "aws.sock")
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, sock) }()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("localhost"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); cancel(); <-done })
-	c := v1alpha1.NewCSIDriverProviderClient(conn)
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := c.Version(t.Context(), &v1alpha1.VersionRequest{}); err == nil {
-			return c
-		} else if time.Since(start) > 10*time.Second {
-			t.Fatalf("socket: %v", err)
-		}
-	}
+	e.t.Helper()
+	return plugintest.Serve(e.t, plugin.Config{Name: "aws", Version: "test", Backend: e.backend, WriteToTarget: writeToTarget})
 }
 
 func wireRequest(t *testing.T, req *plugin.Request, target string) *v1alpha1.MountRequest {

@@ -52,7 +52,7 @@ func Run(t *testing.T, p Provider) {
 	if p.Name == "" || p.Backend == nil || p.Attributes == nil || p.SecretValue == "" {
 		t.Fatal("plugintest: Provider needs Name, Backend, Attributes and SecretValue")
 	}
-	client := serve(t, p)
+	client := Serve(t, plugin.Config{Name: p.Name, Version: "conformance", Backend: p.Backend})
 
 	t.Run("Version", func(t *testing.T) {
 		v, err := client.Version(ctx(t), &v1alpha1.VersionRequest{Version: "v1alpha1"})
@@ -159,14 +159,16 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// serve starts the backend on a unix socket and returns a client.
-func serve(t *testing.T, p Provider) v1alpha1.CSIDriverProviderClient {
+// Serve serves cfg's backend with providers/plugin on a unix socket in a
+// temporary directory, as a provider process does, and returns a client
+// of that socket once it answers. The server stops in t.Cleanup.
+func Serve(t *testing.T, cfg plugin.Config) v1alpha1.CSIDriverProviderClient {
 	t.Helper()
-	srv, err := plugin.New(plugin.Config{Name: p.Name, Version: "conformance", Backend: p.Backend})
+	srv, err := plugin.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(t.TempDir(), p.Name+".sock")
+	sock := filepath.Join(t.TempDir(), cfg.Name+".sock")
 	sctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(sctx, sock) }()

@@ -22,22 +22,19 @@
 package vaultcalls
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/sscsi/secrets-store/providers/plugin"
+	"github.com/sscsi/secrets-store/providers/plugintest"
 	"github.com/sscsi/secrets-store/providers/vault"
 	"github.com/sscsi/secrets-store/providers/vault/params"
 	"github.com/sscsi/secrets-store/test/cluster/controlplane"
@@ -106,7 +103,7 @@ func TestVaultCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := serve(t, b)
+	client := plugintest.Serve(t, plugin.Config{Name: "vault", Version: "bench", Backend: b})
 
 	type podState struct {
 		sa       int
@@ -260,30 +257,4 @@ func mountRequest(t *testing.T, i, sa int, token, objects string, cur []*v1alpha
 	}
 	aj, _ := json.Marshal(attrs)
 	return &v1alpha1.MountRequest{Attributes: string(aj), Secrets: "null", TargetPath: "/unused/" + pod, Permission: "420", CurrentObjectVersion: cur}
-}
-
-// serve runs the backend on a unix socket and returns a client.
-func serve(t *testing.T, b plugin.Backend) v1alpha1.CSIDriverProviderClient {
-	t.Helper()
-	srv, err := plugin.New(plugin.Config{Name: "vault", Version: "bench", Backend: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "vault.sock")
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, sock) }()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority("localhost"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); cancel(); <-done })
-	c := v1alpha1.NewCSIDriverProviderClient(conn)
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := c.Version(t.Context(), &v1alpha1.VersionRequest{}); err == nil {
-			return c
-		} else if time.Since(start) > 10*time.Second {
-			t.Fatalf("socket: %v", err)
-		}
-	}
 }
