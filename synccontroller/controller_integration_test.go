@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -447,6 +448,32 @@ spec:
         targetKey:  bar # name of the key in the Kubernetes secret
 `)
 		e.waitSecret(t, "sse2esecret", func(s *corev1.Secret) bool { return string(s.Data["bar"]) == "bar-value" })
+	})
+
+	t.Run("the provider is told which SecretSync", func(t *testing.T) {
+		// provider-vault keeps leased values under this key; the fake
+		// provider echoes what it received.
+		e.spc(t, "info-spc", "- {objectName: info, source: podInfo}\n")
+		e.apply(t, ssGVR, `
+apiVersion: secret-sync.x-k8s.io/v1alpha1
+kind: SecretSync
+metadata: {name: info}
+spec:
+  serviceAccountName: app-sa
+  secretProviderClassName: info-spc
+  secretObject:
+    data:
+    - {sourcePath: info, targetKey: info}
+`)
+		s := e.waitSecret(t, "info", func(s *corev1.Secret) bool { return len(s.Data["info"]) > 0 })
+		var got map[string]string
+		if err := json.Unmarshal(s.Data["info"], &got); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"namespace": appNS, "serviceAccount": "app-sa", "name": "", "uid": "", "secretSyncName": "info", "secretSyncUID": string(e.getSS(t, "info").UID)}
+		if !maps.Equal(got, want) {
+			t.Errorf("the provider got %v, want %v", got, want)
+		}
 	})
 
 	t.Run("delete removes the Secret", func(t *testing.T) {

@@ -160,7 +160,11 @@ func (b *Backend) Mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 			}
 			contents = []byte(v)
 		case params.SourcePodInfo:
-			pi, _ := json.Marshal(map[string]string{"namespace": req.Pod.Namespace, "name": req.Pod.Name, "serviceAccount": req.Pod.ServiceAccount, "uid": req.Pod.UID})
+			info := map[string]string{"namespace": req.Pod.Namespace, "name": req.Pod.Name, "serviceAccount": req.Pod.ServiceAccount, "uid": req.Pod.UID}
+			if req.SecretSync.Name != "" || req.SecretSync.UID != "" {
+				info["secretSyncName"], info["secretSyncUID"] = req.SecretSync.Name, req.SecretSync.UID
+			}
+			pi, _ := json.Marshal(info)
 			contents = pi
 		}
 		resp.Files = append(resp.Files, plugin.File{Path: o.File(), Mode: mode, Contents: contents})

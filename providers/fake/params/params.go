@@ -38,7 +38,7 @@ const (
 	SourceValue          = ""                             // the object's value
 	SourceTokenAudiences = "serviceAccountTokenAudiences" // audiences of tokens received, one a line
 	SourceNodeSecret     = "nodePublishSecret"            //nolint:gosec // G101: a source name; one key of the nodePublishSecretRef secret
-	SourcePodInfo        = "podInfo"                      // namespace/name/serviceAccount of the pod
+	SourcePodInfo        = "podInfo"                      // namespace/name/serviceAccount/uid of the pod (JSON; plus secretSyncName/UID from a SecretSync controller)
 )
 
 // Object is one entry of the "objects" parameter.
