@@ -363,6 +363,12 @@ func (m *mountState) dynamic(ctx context.Context, r params.Request, prefetched *
 	}
 	m.count(string(outcome))
 	m.b.metrics.leaseOutcome(string(outcome))
+	if outcome == lease.OutcomeExpired {
+		// Not the value, the lease id or the request (its secretArgs may
+		// be secret): who, and what to change.
+		klog.InfoS("a kept leased value had expired before it was asked for again, so a new one was issued: nothing renewed it in time; the interval between this owner's mounts (the driver's rotation poll for a pod, the SecretSync controller's poll interval for a SecretSync) must be below half the lease's TTL",
+			"pod", klog.KRef(m.req.Pod.Namespace, m.req.Pod.Name), "secretSync", m.req.SecretSync.Name, "identity", m.id.String())
+	}
 	return v.(*client.Secret), nil
 }
 

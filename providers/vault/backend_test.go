@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
@@ -30,7 +31,7 @@ func jwt(ns, sa, pod string) string {
 	h := enc.EncodeToString([]byte(`{"alg":"RS256","kid":"test"}`))
 	c, _ := json.Marshal(map[string]any{
 		"sub": "system:serviceaccount:" + ns + ":" + sa, "aud": []string{"vault"},
-		"exp": time.Now().Add(24 * time.Hour).Unix(), "kubernetes.io": map[string]any{"pod": map[string]string{"name": pod}},
+		"exp": time.Now().Add(7 * 24 * time.Hour).Unix(), "kubernetes.io": map[string]any{"pod": map[string]string{"name": pod}},
 	})
 	return h + "." + enc.EncodeToString(c) + "." + enc.EncodeToString([]byte("sig-"+pod))
 }
@@ -647,5 +648,75 @@ func TestLeasedValueWithoutOwner(t *testing.T) {
 	}
 	if e.vault.count("login") != logins || e.vault.count("GET database/creds/app") != 1 {
 		t.Error("a mount with malformed SecretSync attributes called Vault")
+	}
+}
+
+// TestLeasedValueExpiredBetweenRefreshes: a SecretSync refreshed less
+// often than its lease's TTL cannot be renewed in time: each refresh
+// finds its value expired and gets a new one, counted as "expired" (and
+// logged) so that the operator learns the poll interval is too long;
+// refreshed often enough, it is kept.
+func TestLeasedValueExpiredBetweenRefreshes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, vault.BackendConfig{Metrics: vault.NewMetrics(reg)})
+	e.vault.role("app", "ns", "app", "database/", "secret/")
+	e.vault.credTTL, e.vault.credMax = time.Hour, 24*time.Hour
+	e.vault.tokenTTL = 48 * time.Hour
+	e.vault.putKV2("x", map[string]any{"v": "kv"})
+	attrs := spc("app", "- {objectName: user, secretPath: database/creds/app, secretKey: username}")
+	poll := func() string { return e.mount(syncRequest(t, "ns", "db", "uid-1", "app", attrs))["user"] }
+	// Every mount ends with a sweep of expired values; other mounts
+	// happen between a SecretSync's refreshes.
+	sweep := func() {
+		e.mount(request("ns", "kv-pod", "app", spc("app", "- {objectName: v, secretPath: secret/data/x, secretKey: v}")))
+	}
+	outcomes := func() map[string]float64 {
+		out := map[string]float64{}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "vault_provider_dynamic_secrets_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				out[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+		return out
+	}
+	user := poll()
+	for i := 1; i <= 3; i++ { // every 70 minutes: past the 1h TTL each time
+		e.clock.Step(65 * time.Minute)
+		sweep()
+		e.clock.Step(5 * time.Minute)
+		if got := poll(); got == user {
+			t.Fatalf("poll %d: an expired credential was served", i)
+		} else {
+			user = got
+		}
+	}
+	if o := outcomes(); o["expired"] != 3 || o["issued"] != 1 {
+		t.Errorf("outcomes %v, want issued 1 and expired 3", o)
+	}
+	for i := 1; i <= 6; i++ { // every 20 minutes: renewed in time
+		e.clock.Step(20 * time.Minute)
+		if got := poll(); got != user {
+			t.Fatalf("poll %d every 20 min: credential re-issued", i)
+		}
+	}
+	if o := outcomes(); o["expired"] != 3 || o["renewed"] == 0 {
+		t.Errorf("outcomes %v after timely polls, want no new expired and some renewed", o)
+	}
+	// Remembered (without its value) for a day after it expired, then
+	// forgotten: a SecretSync back after that is simply issued a value.
+	e.clock.Step(26 * time.Hour)
+	sweep() // the value is dropped
+	e.clock.Step(time.Minute)
+	sweep() // past a day after expiry: forgotten
+	poll()
+	if o := outcomes(); o["expired"] != 3 || o["issued"] != 2 {
+		t.Errorf("outcomes %v, want expired still 3 and issued 2 (the SecretSync's first, then once forgotten)", o)
 	}
 }

@@ -28,7 +28,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"code"}),
 		leases: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vault_provider_dynamic_secrets_total",
-			Help: "Dynamic secrets served per mount, by outcome (issued, kept, renewed, reissued).",
+			Help: "Dynamic secrets served per mount, by outcome (issued, kept, renewed, reissued, expired: kept but not renewed in time, issued anew).",
 		}, []string{"outcome"}),
 	}
 	if reg != nil {

@@ -107,7 +107,7 @@ type Keeper struct {
 }
 
 type entry struct {
-	value     any
+	value     any // nil once expired (see Sweep)
 	leaseID   string
 	renewable bool
 	issued    time.Time
@@ -147,7 +147,16 @@ const (
 	OutcomeRenewed  Outcome = "renewed"
 	OutcomeReissued Outcome = "reissued"
 	OutcomeIssued   Outcome = "issued"
+	// OutcomeExpired: the owner's kept value had expired before it asked
+	// again (nothing renewed it in time: the interval between its mounts
+	// or refreshes is too long for the lease's TTL); a new value was
+	// issued.
+	OutcomeExpired Outcome = "expired"
 )
+
+// expiredMemory is how long an owner's expired value is remembered
+// (without the value) so that its next request is told OutcomeExpired.
+const expiredMemory = 24 * time.Hour
 
 // Get returns the pod's value for key, issuing, renewing or re-issuing it
 // as its lease requires. A renewal that fails because Vault is
@@ -183,8 +192,11 @@ func (k *Keeper) get(ctx context.Context, key Key, src Source) (any, Outcome, er
 	k.mu.Lock()
 	e, ok := k.entries[key]
 	k.mu.Unlock()
-	if !ok || !now.Before(e.expires()) {
+	if !ok {
 		return k.issue(ctx, key, src, OutcomeIssued)
+	}
+	if !now.Before(e.expires()) {
+		return k.issue(ctx, key, src, OutcomeExpired)
 	}
 	if !e.maxExpiry.IsZero() {
 		life := e.maxExpiry.Sub(e.issued)
@@ -263,25 +275,39 @@ func (k *Keeper) evictLocked(now time.Time) {
 	}
 }
 
-// Sweep drops entries whose lease has expired (their pods stopped
-// republishing). Mounts call it; it costs one pass over the entries.
+// Sweep drops the values whose lease has expired (their owners stopped
+// asking: a pod gone, a SecretSync deleted, or asking too rarely), keeping
+// only the key and times for expiredMemory so that an owner that asks
+// again is told OutcomeExpired; then it forgets them. Mounts call it; it
+// costs one pass over the entries. It returns the values dropped.
 func (k *Keeper) Sweep() int {
 	now := k.cfg.Clock.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	n := 0
 	for key, e := range k.entries {
-		if !now.Before(e.expires()) {
-			delete(k.entries, key)
+		switch {
+		case now.Before(e.expires()):
+		case e.value != nil:
+			k.entries[key] = &entry{issued: e.issued, ttl: e.ttl, renewed: e.renewed}
 			n++
+		case !now.Before(e.expires().Add(expiredMemory)):
+			delete(k.entries, key)
 		}
 	}
 	return n
 }
 
-// Len is the number of values kept.
+// Len is the number of values kept (expired ones excluded).
 func (k *Keeper) Len() int {
+	now := k.cfg.Clock.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return len(k.entries)
+	n := 0
+	for _, e := range k.entries {
+		if e.value != nil && now.Before(e.expires()) {
+			n++
+		}
+	}
+	return n
 }
