@@ -176,7 +176,8 @@ stop_component() {
 }
 
 # start_bg NAME BINARY ARGS... starts a component in its own session, logging to LOGS/NAME.log and
-# recording "PID EXE" in PIDS/NAME.pid. Does nothing if it is already running.
+# recording "PID EXE" in PIDS/NAME.pid. Does nothing if it is already running that binary with
+# these arguments; restarts it (saying why in one line) if either changed.
 start_bg() {
 	local name=$1 bin=$2
 	shift 2
@@ -186,12 +187,16 @@ start_bg() {
 		running=$(readlink "/proc/${pid}/exe" 2>/dev/null || true)
 		# A rebuilt binary (make build, build.sh --force) replaces the file, and a run from another
 		# worktree brings its own binary: restart on the one asked for, so a suite never tests
-		# another checkout's driver.
+		# another checkout's driver. Other arguments (another up.sh's flags, another caller's
+		# settings) restart it too: a running component is reused only as asked for.
 		if [ "${running% (deleted)}" != "$running" ]; then
 			log "  $name binary was rebuilt; restarting it"
 			stop_component "$name"
 		elif [ "$running" != "$bin" ]; then
 			log "  $name runs ${running}, not ${bin}; restarting it"
+			stop_component "$name"
+		elif ! _same_args "$pid" "$@"; then
+			log "  $name runs with other arguments (now: $(_args_diff "$pid" "$@")); restarting it"
 			stop_component "$name"
 		else
 			log "  $name already running (pid ${pid})"
@@ -202,6 +207,26 @@ start_bg() {
 	setsid "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 </dev/null &
 	echo "$! $bin" >"${PIDS}/${name}.pid"
 	log "  started $name (pid $!, log ${LOGS}/${name}.log)"
+}
+
+# _args_of PID prints the process's arguments after argv[0], one per line.
+_args_of() { tail -z -n +2 "/proc/$1/cmdline" 2>/dev/null | tr '\0' '\n'; }
+
+# _same_args PID ARGS... reports whether process PID runs with exactly ARGS after argv[0].
+_same_args() {
+	local pid=$1
+	shift
+	[ "$(_args_of "$pid")" = "$(printf '%s\n' "$@")" ]
+}
+
+# _args_diff PID ARGS... prints the arguments of ARGS the process PID lacks, and those it has that
+# ARGS lacks (prefixed "was"), on one short line.
+_args_diff() {
+	local pid=$1 added removed
+	shift
+	added=$(comm -13 <(_args_of "$pid" | sort -u) <(printf '%s\n' "$@" | sort -u) | paste -sd ' ')
+	removed=$(comm -23 <(_args_of "$pid" | sort -u) <(printf '%s\n' "$@" | sort -u) | paste -sd ' ')
+	printf '%s' "${added:-(none)}${removed:+; was: ${removed}}" | cut -c1-160
 }
 
 # build_lock FILE WHAT takes an exclusive flock on FILE for the rest of the calling script (one

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # up.sh brings up (or completes) a single-node Kubernetes on 127.0.0.1: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, containerd and kubelet, then our CRDs, the CSIDriver and
-# the driver + fake provider as host processes. Idempotent: running components are left alone.
+# the driver + fake provider as host processes. Idempotent: a running component is left alone unless
+# its binary or its arguments changed (start_bg restarts it then, saying why).
 # See ../../../shared/LOCAL-CLUSTER.md for why each setting is what it is.
 #   SSCSI_NO_DRIVER=1              bring up the node only
 #   SSCSI_DRIVER_MODE=chart        install charts/secrets-store with the Helm SDK (driver + fake provider)
@@ -391,12 +392,7 @@ elif [ -x "${REPO_ROOT}/bin/secrets-store-sync-controller" ]; then
 	# Tokens for provider-aws (IRSA) and, with SSCSI_VAULT=1, provider-vault (its -audience).
 	sync_audiences=sts.amazonaws.com
 	if $want_vault; then sync_audiences+=",vault"; fi
-	# One started for another set (an up.sh without SSCSI_VAULT=1) is restarted with this one.
-	if pid=$(pid_alive secrets-store-sync-controller) &&
-		! tr '\0' ' ' 2>/dev/null <"/proc/${pid}/cmdline" | grep -qF -- "--token-request-audience ${sync_audiences} "; then
-		log "  restarting the SecretSync controller for token audiences ${sync_audiences}"
-		stop_component secrets-store-sync-controller
-	fi
+	# One started for another set (an up.sh without SSCSI_VAULT=1) is restarted by start_bg.
 	start_bg secrets-store-sync-controller "${REPO_ROOT}/bin/secrets-store-sync-controller" \
 		--kubeconfig "${ADMIN_KUBECONFIG}" --provider-volume "${PROVIDER_DIR}" --leader-elect=false \
 		--controller-server-address "${SYNC_CONTROLLER_ADDR}" --rotation-poll-interval "${SYNC_POLL_INTERVAL}" \
