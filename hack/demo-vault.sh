@@ -14,38 +14,23 @@ set -euo pipefail
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/test/cluster/lib.sh"
 # shellcheck source=../test/vault/lib.sh
 source "${REPO_ROOT}/test/vault/lib.sh"
+# shellcheck source=demo-lib.sh
+source "${REPO_ROOT}/hack/demo-lib.sh"
 cd "$REPO_ROOT"
 
-DEMO_DIR="${SSCSI_DEMO_DIR:-/var/lib/sscsi-demo}"
 VDIR="${VAULT_DIR}"
-DEMO_NS=sscsi-demo
-RELEASE=secrets-store
-RELEASE_NS=kube-system
 VAULT_ADDR_DEMO="${VAULT_LISTEN}"
 ROTATIONS="${DEMO_ROTATIONS:-2}"
 
-step() { printf '\n' >&2; log "== $*"; }
-demo_kc() { "${KUBECTL}" --kubeconfig "${ADMIN_KUBECONFIG}" "$@"; }
 lv() { bin/localvault "$1" -dir "$VDIR" "${@:2}"; }
 
-[ "$(id -u)" -eq 0 ] || die "the demo needs root (it runs a local Kubernetes node)"
-if [ "${1:-}" = --down ]; then
-	# localvault is a component of the local node (its PID file is in the cluster's state):
-	# demo.sh --down tears the node down with it.
-	exec "${REPO_ROOT}/hack/demo.sh" --down
-fi
-cluster_lock
-mkdir -p "$DEMO_DIR" bin
+[ -z "${DEMO_KUBECONFIG:-}" ] || die "make demo-vault runs on the local node only (DEMO_KUBECONFIG is for make demo)"
+demo_begin "$@"
 
 # --- 1. the cluster and the Vault server -------------------------------------------------------------
 step "Vault test server (test/vault/build.sh: built once, ~10-20 CPU-minutes cold, then cached)"
 test/vault/build.sh
-# One driver per node: a node that `make e2e`, `make test` or `make demo` left running with their
-# own driver is torn down first (take_node); one a previous `make demo-vault` left is reused.
-take_node demo-vault
-step "starting the LOCAL single-node cluster (test/cluster/up.sh; builds what it needs, reuses caches)"
-echo "local ${ADMIN_KUBECONFIG}" >"${DEMO_DIR}/mode"
-SSCSI_NO_DRIVER=1 "${REPO_ROOT}/test/cluster/up.sh"
+demo_local_node demo-vault
 
 step "Vault ${VAULT_VERSION} and PostgreSQL ${PG_MAJOR} on the host (test/vault/localvault)"
 go build -o bin/localvault ./test/vault/localvault
@@ -64,44 +49,25 @@ log "  wrote secret/demo/config (KV v2 version ${v1})"
 
 # --- 2. the chart ------------------------------------------------------------------------------------
 step "installing charts/secrets-store with provider-vault (Helm Go SDK, hack/demoinstall)"
-go build -o bin/demoinstall ./hack/demoinstall
-api_env='[{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}, {name: KUBERNETES_SERVICE_PORT, value: "6443"}]'
-cat >"${DEMO_DIR}/values-vault.yaml" <<VALUES
-# Written by hack/demo-vault.sh.
-linux:
-  image: {repository: ${IMAGE_REPO}/secrets-store-csi-driver, tag: latest, pullPolicy: Never}
-  hostNetwork: true
-  metricsAddr: ":8095"
-  env: ${api_env}
-logVerbosity: 2
-enableSecretRotation: true
-rotationPollInterval: 10s
-syncSecret: {enabled: true}
+{
+	echo "# Written by hack/demo-vault.sh."
+	demo_chart_values
+	cat <<VALUES
 providers:
   vault:
     enabled: true
-    image: {repository: ${IMAGE_REPO}/provider-vault, tag: latest, pullPolicy: Never}
+    image: {repository: ${IMAGE_REPO_DEMO}/provider-vault, tag: latest, pullPolicy: ${DEMO_PULL}}
     hostNetwork: true
     address: "http://${VAULT_ADDR_DEMO}"
-    healthAddr: "127.0.0.1:8991"
+    healthAddr: "${PROVIDER_VAULT_HEALTH}"
 VALUES
-bin/demoinstall -kubeconfig "$ADMIN_KUBECONFIG" -namespace "$RELEASE_NS" -release "$RELEASE" \
-	-values "${DEMO_DIR}/values-vault.yaml" -replace-unmanaged-csidriver -timeout 3m
-drv_registered() { [ -n "$(demo_kc get csinode -o 'jsonpath={.items[*].spec.drivers[?(@.name=="secrets-store.csi.k8s.io")].name}')" ]; }
-wait_for "driver registered with kubelet (CSINode)" 90 drv_registered || die "the driver did not register"
+} >"${DEMO_DIR}/values-vault.yaml"
+demo_install_chart "${DEMO_DIR}/values-vault.yaml"
 wait_for "provider-vault socket" 90 test -S "${PROVIDER_DIR}/vault.sock" || die "provider-vault is not ready"
 
 # --- 3. a pod mounting secrets -------------------------------------------------------------------------
 step "namespace ${DEMO_NS}: service account demo-app, a SecretProviderClass (provider: vault), a pod"
-demo_kc apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Namespace
-metadata: {name: ${DEMO_NS}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: demo-app, namespace: ${DEMO_NS}}
----
+demo_namespace <<YAML
 apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
 metadata: {name: demo-vault, namespace: ${DEMO_NS}}
@@ -132,35 +98,10 @@ spec:
     - {objectName: db-username, key: username}
     - {objectName: db-password, key: password}
 YAML
-demo_kc -n "$DEMO_NS" delete pod demo-vault --ignore-not-found --grace-period=1 --wait=true >/dev/null
-demo_kc apply -f - >/dev/null <<YAML
-apiVersion: v1
-kind: Pod
-metadata: {name: demo-vault, namespace: ${DEMO_NS}}
-spec:
-  serviceAccountName: demo-app
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: ${IMAGE_REPO}/busybox:latest
-    imagePullPolicy: Never
-    command: ["/bin/sh", "-c", "sleep 86400"]
-    volumeMounts:
-    - {name: vault, mountPath: /mnt/vault, readOnly: true}
-  volumes:
-  - name: vault
-    csi:
-      driver: secrets-store.csi.k8s.io
-      readOnly: true
-      volumeAttributes: {secretProviderClass: demo-vault}
-YAML
-if ! demo_kc -n "$DEMO_NS" wait --for=condition=Ready pod/demo-vault --timeout=120s >/dev/null; then
-	demo_kc -n "$DEMO_NS" get events --field-selector involvedObject.name=demo-vault >&2 || true
-	die "pod ${DEMO_NS}/demo-vault did not start"
-fi
-log "  pod ${DEMO_NS}/demo-vault is Running"
+demo_pod demo-vault vault=demo-vault
 
 file() { demo_kc -n "$DEMO_NS" exec demo-vault -- cat "/mnt/vault/$1" 2>/dev/null; }
+file_is() { [ "$(file "$1")" = "$2" ]; }
 show_files() {
 	local f
 	for f in api-key greeting db-username db-password; do
@@ -177,9 +118,7 @@ step "the database credential is a real PostgreSQL user (psql with the mounted u
 check_db
 step "the synced Kubernetes Secret ${DEMO_NS}/demo-db"
 wait_for "Secret demo-db synced" 30 demo_kc -n "$DEMO_NS" get secret demo-db || true
-# shellcheck disable=SC2016 # a Go template, not shell
-demo_kc -n "$DEMO_NS" get secret demo-db \
-	-o 'go-template={{range $k, $v := .data}}  {{$k}} = {{$v | base64decode}}{{"\n"}}{{end}}' >&2 || true
+demo_show_secret || true
 
 # --- 4. rotations ---------------------------------------------------------------------------------------
 user0=$(file db-username)
@@ -187,12 +126,7 @@ for round in $(seq "$ROTATIONS"); do
 	key="ak-vault-$(printf '%04d' $((round + 1)))"
 	ver=$(lv put demo/config api-key="$key" greeting="hello from Vault")
 	step "rotation ${round}/${ROTATIONS}: secret/demo/config api-key is now ${key} (KV v2 version ${ver}); waiting for kubelet's republish (about a minute)"
-	t_rot=$(date +%s)
-	until [ "$(file api-key)" = "$key" ]; do
-		[ $(($(date +%s) - t_rot)) -lt 240 ] || die "api-key did not change within 240s; kubectl -n ${DEMO_NS} get events"
-		sleep 3
-	done
-	log "  api-key changed $(($(date +%s) - t_rot))s after the write"
+	demo_wait_change api-key file_is api-key "$key"
 	show_files
 	if [ "$(file db-username)" = "$user0" ]; then
 		log "  the database credential is the same one: kept for this pod, not re-issued on a poll (its 1h lease is renewed once half of it has passed)"
@@ -202,10 +136,9 @@ for round in $(seq "$ROTATIONS"); do
 	check_db
 done
 
-step "done in $(($(date +%s) - _SSCSI_T0))s. Try:"
-cat >&2 <<EOF
-  export KUBECONFIG=${ADMIN_KUBECONFIG}
-  ${KUBECTL} -n ${DEMO_NS} exec demo-vault -- ls -la /mnt/vault
+demo_done <<EOF
+  export KUBECONFIG=${DEMO_KC}
+  ${KUBECTL_BIN} -n ${DEMO_NS} exec demo-vault -- ls -la /mnt/vault
   bin/localvault put -dir ${VDIR} demo/config api-key=new greeting=hi
   make demo-down
 EOF
