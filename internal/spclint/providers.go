@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/sscsi/secrets-store/internal/spcparams"
 	awsparams "github.com/sscsi/secrets-store/providers/aws/params"
 	fakeparams "github.com/sscsi/secrets-store/providers/fake/params"
 	vaultparams "github.com/sscsi/secrets-store/providers/vault/params"
@@ -34,12 +35,12 @@ var checkers = map[string]checker{
 	"vault": checkVault,
 }
 
-// paramProblem turns a parameter package's error into a Problem; param
-// extracts the parameter name from the package's error type.
-func paramProblem[E error](err error, param func(E) string) Problem {
-	var pe E
+// paramProblem turns a parameter package's error into a Problem naming
+// the parameter at fault (every params package reports spcparams.Error).
+func paramProblem(err error) Problem {
+	var pe *spcparams.Error
 	if errors.As(err, &pe) {
-		return Problem{Param: param(pe), Message: pe.Error()}
+		return Problem{Param: pe.Param, Message: pe.Error()}
 	}
 	return Problem{Message: err.Error()}
 }
@@ -53,7 +54,7 @@ func checkAWS(parameters map[string]string) ([]string, []Problem) {
 	// The default region stands in for the provider's, unknown offline.
 	p, err := awsparams.ParseParams(parameters, "us-east-1")
 	if err != nil {
-		return nil, append(problems, paramProblem(err, func(e *awsparams.Error) string { return e.Param }))
+		return nil, append(problems, paramProblem(err))
 	}
 	var files []string
 	for _, o := range p.Objects {
@@ -68,7 +69,7 @@ func checkAWS(parameters map[string]string) ([]string, []Problem) {
 func checkFake(parameters map[string]string) ([]string, []Problem) {
 	objs, err := fakeparams.ParseObjects(parameters[fakeparams.ParamObjects])
 	if err != nil {
-		return nil, []Problem{paramProblem(err, func(e *fakeparams.Error) string { return e.Param })}
+		return nil, []Problem{paramProblem(err)}
 	}
 	files := make([]string, 0, len(objs))
 	for _, o := range objs {
@@ -89,10 +90,10 @@ func checkVault(parameters map[string]string) ([]string, []Problem) {
 	// vaultAddress passes.
 	p, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: "/", AnyAddress: true})
 	if err != nil {
-		return nil, append(problems, paramProblem(err, func(e *vaultparams.Error) string { return e.Param }))
+		return nil, append(problems, paramProblem(err))
 	}
 	if _, err := vaultparams.Parse(parameters, vaultparams.Defaults{TLSFileDir: vaultparams.DefaultTLSFileDir, AnyAddress: true}); err != nil {
-		pr := paramProblem(err, func(e *vaultparams.Error) string { return e.Param })
+		pr := paramProblem(err)
 		pr.Warning = true
 		pr.Message += " (with the default -spc-tls-dir; the provider's may differ)"
 		problems = append(problems, pr)

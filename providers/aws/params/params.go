@@ -19,6 +19,7 @@ import (
 
 	"github.com/sscsi/secrets-store/internal/atomicfs"
 	"github.com/sscsi/secrets-store/internal/objtemplate"
+	"github.com/sscsi/secrets-store/internal/spcparams"
 )
 
 // SecretProviderClass parameter names (spec.parameters).
@@ -31,18 +32,12 @@ const (
 	ParamPreferredAddressType = "preferredAddressType"
 )
 
-// Error is a parameter mistake the SecretProviderClass author must fix.
-type Error struct {
-	// Param is the spec.parameters key at fault, e.g. objects or region.
-	Param string
-	// msg names the parameter (and object) and says how to fix it.
-	msg string
-}
-
-func (e *Error) Error() string { return e.msg }
+// Error is a parameter mistake the SecretProviderClass author must fix;
+// Param names the spec.parameters key at fault (objects, region, ...).
+type Error = spcparams.Error
 
 func invalid(param, format string, args ...any) error {
-	return &Error{Param: param, msg: fmt.Sprintf(format, args...)}
+	return spcparams.Errorf(param, format, args...)
 }
 
 // StageCurrent is the Secrets Manager stage of a secret's latest value.

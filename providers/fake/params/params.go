@@ -15,22 +15,18 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/spcparams"
 )
 
 // ParamObjects is the only parameter the fake provider reads.
 const ParamObjects = "objects"
 
-// Error is a parameter mistake the SecretProviderClass author must fix.
-type Error struct {
-	// Param is the spec.parameters key at fault.
-	Param string
-	msg   string
-}
-
-func (e *Error) Error() string { return e.msg }
+// Error is a parameter mistake the SecretProviderClass author must fix;
+// Param names the spec.parameters key at fault (always objects here).
+type Error = spcparams.Error
 
 func invalid(format string, args ...any) error {
-	return &Error{Param: ParamObjects, msg: fmt.Sprintf(format, args...)}
+	return spcparams.Errorf(ParamObjects, format, args...)
 }
 
 // Object sources.

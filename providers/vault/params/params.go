@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sscsi/secrets-store/internal/atomicfs"
+	"github.com/sscsi/secrets-store/internal/spcparams"
 )
 
 // SecretProviderClass parameter names (spec.parameters), as
@@ -247,20 +248,15 @@ type Params struct {
 	Objects  []ObjectSpec
 }
 
-// Error is a mistake in spec.parameters.
-type Error struct {
-	// Param is the spec.parameters key at fault, e.g. objects or roleName.
-	Param string
-	msg   string
-}
-
-func (e *Error) Error() string { return e.msg }
+// Error is a mistake in spec.parameters; Param names the key at fault
+// (objects, roleName, ...).
+type Error = spcparams.Error
 
 // invalid builds an *Error; the parameter is the first word of the
 // message that names a known parameter, else objects.
 func invalid(format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
-	return &Error{Param: paramOf(msg), msg: msg}
+	return spcparams.Errorf(paramOf(msg), "%s", msg)
 }
 
 var knownParams = []string{
