@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -87,10 +89,24 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 	// written, so that nobody sees a file before it is complete; it gets
 	// its final mode and group just before the swap.
 	fsync := needsSync(tsDir)
+	// Files are opened relative to the payload directory: one path
+	// component to resolve instead of the whole target path (a fifth of
+	// the CPU of writing 100 small files below a kubelet volume path). We
+	// just created it: never through a symlink.
+	tsFD, err := openDir(tsDir, syscallNoFollow)
+	if err != nil {
+		return false, fmt.Errorf("open payload directory: %w", err)
+	}
 	for _, f := range files {
-		if err := writeFile(tsDir, f, o, fsync); err != nil {
-			return false, err
+		if err = writeFile(tsFD, tsDir, f, o, fsync); err != nil {
+			break
 		}
+	}
+	if cerr := syscall.Close(tsFD); err == nil && cerr != nil {
+		err = fmt.Errorf("close payload directory: %w", cerr)
+	}
+	if err != nil {
+		return false, err
 	}
 	if err := o.own(tsDir, o.dirMode(), false); err != nil {
 		return false, fmt.Errorf("chmod payload directory: %w", err)
@@ -191,10 +207,25 @@ func OpenPayload(dir string) (*os.Root, error) {
 	return vol.OpenRoot(ts)
 }
 
-func writeFile(root string, f File, o options, fsync bool) error {
-	p := filepath.Join(root, filepath.FromSlash(f.Path))
-	if err := mkdirs(root, filepath.Dir(p), o); err != nil {
-		return fmt.Errorf("create directory for %q: %w", f.Path, err)
+// openDir opens dir for *at system calls; flags adds open flags.
+func openDir(dir string, flags int) (int, error) {
+	fd, err := ignoringEINTR(func() (int, error) {
+		return syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC|flags, 0)
+	})
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return fd, nil
+}
+
+// writeFile creates f below root, whose descriptor is rootFD.
+func writeFile(rootFD int, root string, f File, o options, fsync bool) error {
+	rel := filepath.FromSlash(f.Path)
+	if strings.Contains(f.Path, "/") {
+		p := filepath.Join(root, rel)
+		if err := mkdirs(root, filepath.Dir(p), o); err != nil {
+			return fmt.Errorf("create directory for %q: %w", f.Path, err)
+		}
 	}
 	// Without a group the file is created with its mode (the payload
 	// directory is still closed to others); a chmod follows only when the
@@ -207,10 +238,10 @@ func writeFile(root string, f File, o options, fsync bool) error {
 	// with the network poller (four fcntl and an epoll_ctl per file, more
 	// than the write itself for a small secret).
 	fd, err := ignoringEINTR(func() (int, error) {
-		return syscall.Open(p, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC|syscallNoFollow, uint32(perm.Perm()))
+		return syscall.Openat(rootFD, rel, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC|syscallNoFollow, uint32(perm.Perm()))
 	})
 	if err != nil {
-		return fmt.Errorf("create %q: %w", f.Path, &fs.PathError{Op: "open", Path: p, Err: err})
+		return fmt.Errorf("create %q: %w", f.Path, &fs.PathError{Op: "open", Path: filepath.Join(root, rel), Err: err})
 	}
 	werr := writeAll(fd, f.Contents)
 	if werr == nil && o.gid >= 0 {
@@ -227,7 +258,7 @@ func writeFile(root string, f File, o options, fsync bool) error {
 		werr = cerr
 	}
 	if werr != nil {
-		return fmt.Errorf("write %q: %w", f.Path, &fs.PathError{Op: "write", Path: p, Err: werr})
+		return fmt.Errorf("write %q: %w", f.Path, &fs.PathError{Op: "write", Path: filepath.Join(root, rel), Err: werr})
 	}
 	return nil
 }
@@ -351,9 +382,18 @@ func syncTopLevel(dir string, files []File, o options) error {
 			return fmt.Errorf("remove stale entry %q: %w", name, err)
 		}
 	}
+	if len(top) == 0 {
+		return nil
+	}
+	// Links are made relative to the volume directory (see Write).
+	dirFD, err := openDir(dir, 0)
+	if err != nil {
+		return fmt.Errorf("open volume: %w", err)
+	}
+	defer func() { _ = syscall.Close(dirFD) }()
 	for name := range top {
-		if err := os.Symlink(path.Join(DataDir, name), filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("link %q: %w", name, err)
+		if err := unix.Symlinkat(path.Join(DataDir, name), dirFD, name); err != nil {
+			return fmt.Errorf("link %q: %w", name, &fs.PathError{Op: "symlink", Path: filepath.Join(dir, name), Err: err})
 		}
 		if err := o.own(filepath.Join(dir, name), 0, true); err != nil {
 			return fmt.Errorf("chown link %q: %w", name, err)

@@ -88,12 +88,17 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 // BenchmarkPublishPaced publishes one volume every 100 ms (as upstream was
-// measured) and reports p50/p99 latency of NodePublishVolume.
+// measured) and reports p50/p99 latency of NodePublishVolume and, with
+// SSCSI_DRIVER_BIN, the driver's CPU per publish+unpublish.
 func BenchmarkPublishPaced(b *testing.B) {
-	_, c := setup(b, driverharness.Options{})
+	env, c := setup(b, driverharness.Options{})
 	for _, n := range []int{1, 10, 100} {
 		b.Run(fmt.Sprintf("files=%d", n), func(b *testing.B) {
 			var lat []time.Duration
+			var cpu0 time.Duration
+			if env.PID != 0 {
+				cpu0 = cpuTime(b, env.PID)
+			}
 			next := 0
 			for b.Loop() {
 				next++
@@ -107,6 +112,9 @@ func BenchmarkPublishPaced(b *testing.B) {
 					b.Fatal(err)
 				}
 				time.Sleep(100 * time.Millisecond)
+			}
+			if env.PID != 0 {
+				b.ReportMetric(float64((cpuTime(b, env.PID)-cpu0).Microseconds())/1000/float64(len(lat)), "cpu-ms/op")
 			}
 			b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
