@@ -156,11 +156,18 @@ func (w *Writer) Forget(target string) {
 	}
 }
 
-// Pending returns how many objects wait to be written (tests, metrics).
+// Pending returns how many objects are not written yet: waiting, or being
+// written right now (a retry in flight still counts) (tests, metrics).
 func (w *Writer) Pending() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.pending)
+	n := len(w.pending)
+	for key := range w.inflight {
+		if _, waiting := w.pending[key]; !waiting {
+			n++
+		}
+	}
+	return n
 }
 
 // Run writes pending objects until ctx is done; what is pending then is
