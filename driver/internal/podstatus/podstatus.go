@@ -41,15 +41,15 @@ type Config struct {
 	BatchDelay time.Duration
 	// MaxInFlight bounds the writes in flight at once (default 16).
 	MaxInFlight int
+	// StopTimeout bounds the last write of what is pending when Run's
+	// context ends (default 2s: a driver being replaced by a rolling
+	// update).
+	StopTimeout time.Duration
 }
 
 // DefaultBatchDelay is Config.BatchDelay's default: short against the
 // seconds a pod takes to start, long enough to gather the mounts of a burst.
 const DefaultBatchDelay = 200 * time.Millisecond
-
-// stopFlushTimeout bounds the last write of pending objects when the writer
-// stops (a driver being replaced by a rolling update).
-const stopFlushTimeout = 2 * time.Second
 
 // Writer implements publish.StatusRecorder.
 type Writer struct {
@@ -84,6 +84,9 @@ func New(cfg Config) (*Writer, error) {
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 16
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 2 * time.Second
 	}
 	return &Writer{
 		cfg:      cfg,
@@ -171,10 +174,10 @@ func (w *Writer) Pending() int {
 }
 
 // Run writes pending objects until ctx is done; what is pending then is
-// written once more, for at most stopFlushTimeout.
+// written once more, for at most StopTimeout.
 func (w *Writer) Run(ctx context.Context) {
 	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopFlushTimeout)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.StopTimeout)
 		defer cancel()
 		w.flush(fctx)
 	}()

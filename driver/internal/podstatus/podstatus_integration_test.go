@@ -329,8 +329,9 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 
 	t.Run("what is pending is written when the writer stops", func(t *testing.T) {
 		mkNS(t, "stopped")
-		// A batch delay longer than the test: only the last flush writes.
-		w, err := podstatus.New(podstatus.Config{Client: e.crd, NodeName: "node-a", BatchDelay: time.Hour})
+		// A batch delay longer than the test: only the last flush writes
+		// (given time enough for a loaded machine).
+		w, err := podstatus.New(podstatus.Config{Client: e.crd, NodeName: "node-a", BatchDelay: time.Hour, StopTimeout: 30 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
