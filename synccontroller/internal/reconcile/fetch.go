@@ -15,6 +15,7 @@ import (
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/internal/pluginclient"
+	"github.com/sscsi/secrets-store/providers/plugin"
 	syncv1 "github.com/sscsi/secrets-store/synccontroller/apis/v1alpha1"
 )
 
@@ -24,10 +25,6 @@ const (
 	attrServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
 	attrTokens         = "csi.storage.k8s.io/serviceAccount.tokens"
 	attrSPC            = "secretProviderClass"
-	// Ours, not kubelet's (upstream providers ignore them): the
-	// SecretSync the mount is for (providers/plugin decodes them).
-	attrSecretSyncName = "secrets-store.sync.x-k8s.io/secretsync.name"
-	attrSecretSyncUID  = "secrets-store.sync.x-k8s.io/secretsync.uid"
 )
 
 // mountTimeout bounds one provider call.
@@ -54,8 +51,8 @@ func (r *Reconciler) fetch(ctx context.Context, ss *syncv1.SecretSync, spc *ssv1
 	// The SecretSync's own identity: providers that keep state per pod
 	// (provider-vault's leased values) keep it per SecretSync with it. The
 	// UID makes a SecretSync deleted and created again a new owner.
-	attrs[attrSecretSyncName] = ss.Name
-	attrs[attrSecretSyncUID] = string(ss.UID)
+	attrs[plugin.AttrSecretSyncName] = ss.Name
+	attrs[plugin.AttrSecretSyncUID] = string(ss.UID)
 	ab, err := json.Marshal(attrs)
 	if err != nil {
 		return nil, fail(syncv1.ReasonControllerInternal, "encode mount attributes: %v", err)
@@ -90,7 +87,7 @@ func (r *Reconciler) fetch(ctx context.Context, ss *syncv1.SecretSync, spc *ssv1
 // would make a provider keep this SecretSync's leased values under a
 // pod's key) and the SecretSync key this controller sets.
 func reservedParameter(k string) bool {
-	return strings.HasPrefix(k, "csi.storage.k8s.io/") || k == attrSecretSyncName || k == attrSecretSyncUID
+	return strings.HasPrefix(k, "csi.storage.k8s.io/") || k == plugin.AttrSecretSyncName || k == plugin.AttrSecretSyncUID
 }
 
 // fileNames lists the paths of files for messages (never contents).
