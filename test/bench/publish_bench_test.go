@@ -97,6 +97,7 @@ func BenchmarkPublishPaced(b *testing.B) {
 		b.Run(fmt.Sprintf("files=%d", n), func(b *testing.B) {
 			var lat []time.Duration
 			var cpu0 time.Duration
+			h := &holder{c: c}
 			if env.PID != 0 {
 				cpu0 = cpuTime(b, env.PID)
 			}
@@ -109,14 +110,15 @@ func BenchmarkPublishPaced(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := c.unpublish(b.Context(), next+n*1_000_000, target); err != nil {
-					b.Fatal(err)
-				}
+				h.add(next+n*1_000_000, target)
+				h.release(b, cpuHold)
 				time.Sleep(100 * time.Millisecond)
 			}
+			h.drain(b)
 			if env.PID != 0 {
 				b.ReportMetric(float64((cpuTime(b, env.PID)-cpu0).Microseconds())/1000/float64(len(lat)), "cpu-ms/op")
 			}
+			h.checkWritten(b, env)
 			b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
 			b.ReportMetric(0, "ns/op")
@@ -169,26 +171,9 @@ func BenchmarkPublishCPU(b *testing.B) {
 		}
 	}
 	time.Sleep(time.Second)
-	// Each volume stays mounted for cpuHold, as a pod's volume stays
-	// mounted while its pod runs: the driver's pod status writer gathers a
-	// short window of records before it writes them, and a volume
-	// unpublished within that window is never written. Unpublishing at once
-	// would leave the status write, a third of the cost, out of the figure;
-	// the check after the loop makes sure every publish's status was written.
-	type mounted struct {
-		i      int
-		target string
-		at     time.Time
-	}
-	var held []mounted
-	unpublishOlder := func(than time.Duration) {
-		for len(held) > 0 && time.Since(held[0].at) >= than {
-			if err := c.unpublish(ctx, held[0].i, held[0].target); err != nil {
-				b.Fatal(err)
-			}
-			held = held[1:]
-		}
-	}
+	// Volumes stay mounted for cpuHold (see holder), and the check after
+	// the loop makes sure every publish's status was written.
+	h := &holder{c: c}
 	before := cpuTime(b, env.PID)
 	n := 0
 	for b.Loop() {
@@ -196,32 +181,71 @@ func BenchmarkPublishCPU(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		held = append(held, mounted{i: 800_000 + n, target: t, at: time.Now()})
+		h.add(800_000+n, t)
 		n++
-		unpublishOlder(cpuHold)
+		h.release(b, cpuHold)
 		// Paced like kubelet, so that the SecretProviderClass cache and
 		// the status writer see realistic gaps.
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(cpuHold)
-	unpublishOlder(0)
-	time.Sleep(time.Second) // the last unpublishes settle
+	h.drain(b)
 	used := cpuTime(b, env.PID) - before
 	b.StopTimer()
-	if written := countStatuses(b, env, "pod-vol-8"); written != n {
-		b.Fatalf("%d of %d publishes had their SecretProviderClassPodStatus written: the figure would leave the status writes out", written, n)
-	}
+	h.checkWritten(b, env)
 	b.ReportMetric(float64(used.Microseconds())/1000/float64(n), "cpu-ms/op")
 	b.ReportMetric(0, "ns/op")
 }
 
-// cpuHold is how long BenchmarkPublishCPU keeps each volume mounted: well
+// cpuHold is how long the benchmarks keep each volume mounted (holder): well
 // past the pod status writer's batching window (200 ms).
 const cpuHold = 600 * time.Millisecond
 
-// countStatuses counts the SecretProviderClassPodStatus objects in the
-// default namespace whose name starts with prefix.
-func countStatuses(b *testing.B, env *driverharness.Env, prefix string) int {
+// holder keeps each published volume mounted for cpuHold before it
+// unpublishes it, as a pod's volume stays mounted while its pod runs: the
+// driver's pod status writer gathers a short window of records before it
+// writes them, and a volume unpublished within that window is never
+// written. Unpublishing at once would leave the status write, a third of a
+// publish's CPU, out of the figures.
+type holder struct {
+	c    *client
+	held []heldVolume
+	pods []string // every pod published, for checkWritten
+}
+
+type heldVolume struct {
+	i      int
+	target string
+	at     time.Time
+}
+
+func (h *holder) add(i int, target string) {
+	h.held = append(h.held, heldVolume{i: i, target: target, at: time.Now()})
+	h.pods = append(h.pods, fmt.Sprintf("pod-vol-%06d", i))
+}
+
+// release unpublishes the volumes mounted for at least older.
+func (h *holder) release(b *testing.B, older time.Duration) {
+	b.Helper()
+	for len(h.held) > 0 && time.Since(h.held[0].at) >= older {
+		if err := h.c.unpublish(b.Context(), h.held[0].i, h.held[0].target); err != nil {
+			b.Fatal(err)
+		}
+		h.held = h.held[1:]
+	}
+}
+
+// drain waits until the last volumes are old enough, unpublishes them and
+// lets the unpublishes settle.
+func (h *holder) drain(b *testing.B) {
+	b.Helper()
+	time.Sleep(cpuHold)
+	h.release(b, 0)
+	time.Sleep(time.Second)
+}
+
+// checkWritten fails unless every pod added has a
+// SecretProviderClassPodStatus in the default namespace.
+func (h *holder) checkWritten(b *testing.B, env *driverharness.Env) {
 	b.Helper()
 	rc, err := driverharness.CRDClient(env.REST)
 	if err != nil {
@@ -231,13 +255,19 @@ func countStatuses(b *testing.B, env *driverharness.Env, prefix string) int {
 	if err := rc.Get().Namespace("default").Resource("secretproviderclasspodstatuses").Do(context.Background()).Into(&list); err != nil {
 		b.Fatal(err)
 	}
-	n := 0
+	have := make(map[string]bool, len(list.Items))
 	for _, o := range list.Items {
-		if strings.HasPrefix(o.Name, prefix) {
-			n++
+		have[o.Status.PodName] = true
+	}
+	missing := 0
+	for _, p := range h.pods {
+		if !have[p] {
+			missing++
 		}
 	}
-	return n
+	if missing > 0 {
+		b.Fatalf("%d of %d publishes had no SecretProviderClassPodStatus written: the figures would leave the status writes out", missing, len(h.pods))
+	}
 }
 
 // BenchmarkIdleRPCCPU reports the driver's CPU per GetPluginInfo call, paced
