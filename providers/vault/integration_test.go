@@ -95,6 +95,7 @@ func TestIntegration(t *testing.T) {
 		{"JWTAuth", integrationJWTAuth},
 		{"DatabaseCredentialsPerPodAcrossRotations", integrationDatabaseAcrossRotations},
 		{"DatabaseCredentialsPerSecretSync", integrationDatabasePerSecretSync},
+		{"SecretSyncRestarts", integrationSecretSyncRestarts},
 		{"LeaseRevokedByOperator", integrationLeaseRevokedByOperator},
 		{"PKICertificateAndKeyFromOneIssuance", integrationPKI},
 		{"VersionsAcrossProviderRestart", integrationVersionsAcrossRestart},

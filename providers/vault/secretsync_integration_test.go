@@ -1,0 +1,287 @@
+//go:build integration
+
+package vault_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sscsi/secrets-store/providers/plugin"
+	"github.com/sscsi/secrets-store/providers/vault"
+	"github.com/sscsi/secrets-store/synccontroller"
+	"github.com/sscsi/secrets-store/test/driverharness"
+	"github.com/sscsi/secrets-store/test/vaulttest"
+)
+
+// runningProvider is provider-vault's gRPC server on a unix socket, with
+// a backend of its own (so its lease keeper starts empty, as a restarted
+// provider sidecar's does).
+type runningProvider struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startProvider(t *testing.T, sock string, cfg vault.BackendConfig) *runningProvider {
+	t.Helper()
+	b, err := vault.NewBackend(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := plugin.New(plugin.Config{Name: "vault", Version: "test", Backend: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	p := &runningProvider{cancel: cancel, done: make(chan error, 1)}
+	go func() { p.done <- srv.Serve(ctx, sock) }()
+	return p
+}
+
+func (p *runningProvider) stop(t *testing.T) {
+	t.Helper()
+	p.cancel()
+	if err := <-p.done; err != nil {
+		t.Errorf("provider-vault: %v", err)
+	}
+}
+
+// runningController is one instance of the SecretSync controller.
+type runningController struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startController(t *testing.T, cfg synccontroller.Config) *runningController {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	c := &runningController{cancel: cancel, done: make(chan error, 1)}
+	go func() { c.done <- synccontroller.Run(ctx, cfg) }()
+	return c
+}
+
+func (c *runningController) stop(t *testing.T) {
+	t.Helper()
+	c.cancel()
+	if err := <-c.done; err != nil {
+		t.Errorf("SecretSync controller: %v", err)
+	}
+}
+
+// integrationSecretSyncRestarts runs the real SecretSync controller
+// against provider-vault (gRPC over a unix socket) for one SecretSync that
+// syncs a KV v2 value and a database credential, and restarts each:
+//   - a new controller instance (the provider keeps running): the same
+//     credential, still renewed by the new instance's refreshes, 1 lease;
+//   - a new provider (its lease keeper empty, as after a sidecar
+//     restart): exactly one new credential for the SecretSync; the old
+//     lease is renewed no more and Vault expires it (PostgreSQL refuses
+//     it), while the new one is served and works.
+//
+// Every step waits for a condition: a KV update reaching the Secret shows
+// that a refresh after the restart went through the provider.
+func integrationSecretSyncRestarts(t *testing.T, sh *shared) {
+	ctx := t.Context()
+	const (
+		ns, sa, ssName = "team", "app", "db-restarts"
+		role           = "ssrestart"
+		ttl            = 8 * time.Second
+		poll           = time.Second // below half the lease TTL, as docs/providers/vault.md asks
+	)
+	if err := driverharness.InstallCRDs(ctx, sh.rc); err != nil {
+		t.Fatal(err)
+	}
+	vaulttest.ServiceAccountToken(t, sh.rc, ns, sa, time.Hour, "vault") // namespace and service account
+	sh.vault.DatabaseRole(t, "database", vaulttest.DBRole{Name: role, DefaultTTL: ttl, MaxTTL: time.Hour})
+	kvPath := "app/" + role + "/config"
+	sh.vault.PutKV(t, "secret", kvPath, map[string]any{"api-key": "k1"})
+
+	proxy := sh.vault.FaultProxy(t)
+	bcfg := vault.BackendConfig{CacheTTL: 0} // every refresh reads KV: its update shows the refresh went through
+	bcfg.Defaults.Connection.Address = proxy.Addr
+	dir, err := os.MkdirTemp("", "sscsi-vault-") // short: unix socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "vault.sock")
+	provider := startProvider(t, sock, bcfg)
+	defer func() { provider.stop(t) }()
+	ccfg := synccontroller.Config{RESTConfig: sh.rc, ProviderDirs: []string{dir}, RotationPollInterval: poll, TokenRequestAudiences: []string{"vault"}, Workers: 2}
+	ctrl := startController(t, ccfg)
+	defer func() { ctrl.stop(t) }()
+
+	dyn := dynamic.NewForConfigOrDie(sh.rc)
+	create := func(gvr schema.GroupVersionResource, doc string) {
+		t.Helper()
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dyn.Resource(gvr).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create %s: %v", gvr.Resource, err)
+		}
+	}
+	create(schema.GroupVersionResource{Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasses"}, fmt.Sprintf(`
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: %[1]s}
+spec:
+  provider: vault
+  parameters:
+    roleName: app
+    audience: vault
+    objects: |
+      - {objectName: api-key, secretPath: secret/data/%[2]s, secretKey: api-key}
+      - {objectName: username, secretPath: database/creds/%[1]s, secretKey: username}
+      - {objectName: password, secretPath: database/creds/%[1]s, secretKey: password}
+`, role, kvPath))
+	create(schema.GroupVersionResource{Group: "secret-sync.x-k8s.io", Version: "v1alpha1", Resource: "secretsyncs"}, fmt.Sprintf(`
+apiVersion: secret-sync.x-k8s.io/v1alpha1
+kind: SecretSync
+metadata: {name: %s}
+spec:
+  serviceAccountName: %s
+  secretProviderClassName: %s
+  secretObject:
+    data:
+    - {sourcePath: api-key, targetKey: api-key}
+    - {sourcePath: username, targetKey: username}
+    - {sourcePath: password, targetKey: password}
+`, ssName, sa, role))
+
+	core := kubernetes.NewForConfigOrDie(sh.rc)
+	// synced waits until the Secret carries apiKey (a refresh after the
+	// KV update went through the provider) and returns its credential.
+	synced := func(apiKey, after string) (user, pass string) {
+		t.Helper()
+		var last string
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			s, err := core.CoreV1().Secrets(ns).Get(ctx, ssName, metav1.GetOptions{})
+			if err != nil {
+				last = err.Error()
+				return false, nil
+			}
+			user, pass = string(s.Data["username"]), string(s.Data["password"])
+			return string(s.Data["api-key"]) == apiKey, nil
+		})
+		if err != nil {
+			ss, _ := dyn.Resource(schema.GroupVersionResource{Group: "secret-sync.x-k8s.io", Version: "v1alpha1", Resource: "secretsyncs"}).Namespace(ns).Get(ctx, ssName, metav1.GetOptions{})
+			var status any
+			if ss != nil {
+				status = ss.Object["status"]
+			}
+			t.Fatalf("%s: the Secret did not follow the KV update within a minute (%v; last error %q; SecretSync status %v)", after, err, last, status)
+		}
+		return user, pass
+	}
+	issued := func() int { return proxy.Count(http.MethodGet, "/v1/database/creds/"+role) }
+	renewals := func() int { return proxy.Count("", "/v1/sys/leases/renew") }
+	leases := func() []string { return sh.vault.Leases(t, "database/creds/"+role) }
+	logsIn := func(user, pass string) error {
+		_, err := sh.pg.Query(ctx, user, pass, "SELECT 1")
+		return err
+	}
+	waitFor := func(what string, timeout time.Duration, cond func() bool) {
+		t.Helper()
+		if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+	}
+
+	user1, pass1 := synced("k1", "first sync")
+	if err := logsIn(user1, pass1); err != nil {
+		t.Fatalf("the synced credential does not log in to PostgreSQL: %v", err)
+	}
+	if n, l := issued(), leases(); n != 1 || len(l) != 1 {
+		t.Fatalf("first sync: %d credentials issued, %d leases; want 1, 1", n, len(l))
+	}
+	oldLease := leases()[0]
+
+	// 1. The controller restarts; provider-vault keeps running.
+	ctrl.stop(t)
+	restart := time.Now()
+	ctrl = startController(t, ccfg)
+	sh.vault.PutKV(t, "secret", kvPath, map[string]any{"api-key": "k2"})
+	if u, p := synced("k2", "after the controller's restart"); u != user1 || p != pass1 {
+		t.Fatal("a new SecretSync controller instance got a new database credential; the provider keeps it per SecretSync (namespace, name, UID)")
+	}
+	// The new instance's refreshes keep renewing it (at half its TTL).
+	before := renewals()
+	waitFor("a lease renewal from the new controller instance's refreshes", 3*ttl, func() bool { return renewals() > before })
+	if n, l := issued(), leases(); n != 1 || len(l) != 1 {
+		t.Fatalf("after the controller's restart: %d credentials issued, %d leases; want 1, 1", n, len(l))
+	}
+	t.Logf("controller restarted: same credential, 1 lease, renewed %s after the restart", time.Since(restart).Round(100*time.Millisecond))
+
+	// 2. provider-vault restarts: a new process has an empty lease keeper.
+	provider.stop(t)
+	restart = time.Now()
+	expiry, ok := lookupLease(t, sh.vault, oldLease)
+	if !ok {
+		t.Fatal("the old lease is gone right after the provider's restart; the SecretSync's refreshes did not keep it")
+	}
+	provider = startProvider(t, sock, bcfg)
+	sh.vault.PutKV(t, "secret", kvPath, map[string]any{"api-key": "k3"})
+	user2, pass2 := synced("k3", "after provider-vault's restart")
+	if user2 == user1 {
+		t.Fatal("a provider with an empty lease keeper served the old credential")
+	}
+	if err := logsIn(user2, pass2); err != nil {
+		t.Fatalf("the new credential does not log in to PostgreSQL: %v", err)
+	}
+	if n := issued(); n != 2 {
+		t.Fatalf("after provider-vault's restart: %d credentials issued, want 2 (one new for the SecretSync)", n)
+	}
+	// The old lease is not renewed any more (its expiry stays) and Vault
+	// revokes it at that expiry; the refreshes go on serving the new one.
+	waitFor("the old credential's lease to expire", time.Until(expiry)+30*time.Second, func() bool {
+		if at, ok := lookupLease(t, sh.vault, oldLease); ok && !at.Equal(expiry) {
+			t.Fatalf("the old lease was renewed after the provider's restart (expiry %s -> %s)", expiry, at)
+		}
+		l := leases()
+		return len(l) == 1 && l[0] != oldLease
+	})
+	if err := logsIn(user1, pass1); err == nil {
+		t.Error("the old credential still logs in to PostgreSQL after its lease expired")
+	}
+	sh.vault.PutKV(t, "secret", kvPath, map[string]any{"api-key": "k4"})
+	if u, _ := synced("k4", "after the old lease expired"); u != user2 {
+		t.Error("the SecretSync's credential changed again")
+	}
+	if err := logsIn(user2, pass2); err != nil {
+		t.Errorf("the new credential no longer logs in: %v", err)
+	}
+	if n := issued(); n != 2 {
+		t.Errorf("credentials issued = %d, want 2 (one per provider process)", n)
+	}
+	t.Logf("provider restarted: one new credential; the old lease expired %s after the restart (TTL %s), unrenewed", time.Since(restart).Round(100*time.Millisecond), ttl)
+}
+
+// lookupLease is when Vault will expire leaseID unless it is renewed;
+// false once the lease is gone.
+func lookupLease(t *testing.T, v *vaulttest.Server, leaseID string) (time.Time, bool) {
+	t.Helper()
+	s, err := v.Client(t).Logical().WriteWithContext(t.Context(), "sys/leases/lookup", map[string]any{"lease_id": leaseID})
+	if err != nil || s == nil {
+		return time.Time{}, false // expired and revoked (Vault answers 400 "invalid lease")
+	}
+	exp, _ := s.Data["expire_time"].(string)
+	at, err := time.Parse(time.RFC3339Nano, exp)
+	if err != nil {
+		t.Fatalf("lease lookup: expire_time %q: %v", exp, err)
+	}
+	return at, true
+}
