@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
+	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/driver/internal/csi"
 	"github.com/sscsi/secrets-store/driver/internal/events"
 	"github.com/sscsi/secrets-store/driver/internal/kubeclient"
@@ -140,6 +141,30 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// resumeStatus hands the pod status writer the volumes that a previous
+// driver process left with an unconfirmed status (killed inside the
+// writer's batching window, or while the API server was away); before the
+// CSI socket serves, so no publish or unpublish of the same volume runs
+// concurrently. Only the volumes' own records are read: no API call for a
+// volume whose status was confirmed.
+func resumeStatus(pub *publish.Publisher, m *tmpfs.OS, kubeletDir string) {
+	mounts, err := m.Mounted(filepath.Join(kubeletDir, "pods"))
+	if err != nil {
+		klog.ErrorS(err, "cannot list the volumes mounted before the start; their unconfirmed pod statuses are written on their next fetch")
+		return
+	}
+	pattern := filepath.Join(kubeletDir, "pods", "*", "volumes", "kubernetes.io~csi", "*", "mount")
+	var targets []string
+	for _, p := range mounts {
+		if ok, _ := filepath.Match(pattern, p); ok {
+			targets = append(targets, p)
+		}
+	}
+	if n := pub.ResumeStatus(targets); n > 0 || len(targets) > 0 {
+		klog.InfoS("volumes mounted before the start", "volumes", len(targets), "unconfirmedStatus", n)
+	}
+}
+
 // SocketPath turns a CSI endpoint (unix://path, unix:///path or a plain
 // path) into an absolute socket path.
 func SocketPath(endpoint string) (string, error) {
@@ -188,7 +213,13 @@ func Run(ctx context.Context, c Config) error {
 	defer providers.Close()
 	// The provider label takes only names with a socket on this node.
 	m := metrics.NewWithConfig(metrics.Config{KnownProvider: providers.Has})
-	status, err := podstatus.New(podstatus.Config{Client: bg.CRD, NodeName: c.NodeID})
+	// The writer confirms each written status to the pipeline, which keeps
+	// "unconfirmed" in the volume's record until then (pub is set below,
+	// before anything is recorded).
+	var pub *publish.Publisher
+	status, err := podstatus.New(podstatus.Config{Client: bg.CRD, NodeName: c.NodeID, Written: func(target string, objects []ssv1.SecretProviderClassObject) {
+		pub.StatusWritten(target, objects)
+	}})
 	if err != nil {
 		return err
 	}
@@ -198,8 +229,9 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
-	pub, err := publish.New(publish.Config{
-		Mounter:   tmpfs.NewOS(),
+	mounter := tmpfs.NewOS()
+	pub, err = publish.New(publish.Config{
+		Mounter:   mounter,
 		SPCs:      spcs,
 		Providers: timeoutProviders{providers, c.ProviderTimeout},
 		Rotation:  rotation.Policy{Enabled: c.EnableSecretRotation, Interval: c.RotationPollInterval},
@@ -213,6 +245,7 @@ func Run(ctx context.Context, c Config) error {
 	if err != nil {
 		return err
 	}
+	resumeStatus(pub, mounter, c.KubeletDir)
 	ready := newReadiness(kc)
 	srv, err := csi.New(csi.Config{
 		DriverName: c.DriverName, Version: BuildVersion, NodeID: c.NodeID, Publisher: pub,

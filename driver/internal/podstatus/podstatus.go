@@ -45,6 +45,12 @@ type Config struct {
 	// context ends (default 2s: a driver being replaced by a rolling
 	// update).
 	StopTimeout time.Duration
+	// Written, when set, is told that the API server holds the status a
+	// Record gave for target: after the write succeeded, or at once when
+	// the writer already wrote that status. It is not called for a volume
+	// forgotten meanwhile. It runs on the writer's goroutines and must not
+	// block for long (publish.Publisher.StatusWritten).
+	Written func(target string, objects []ssv1.SecretProviderClassObject)
 }
 
 // DefaultBatchDelay is Config.BatchDelay's default: short against the
@@ -63,10 +69,17 @@ type Writer struct {
 	// writer's last write (with its resourceVersion), so that the next
 	// change is one update instead of create, get and update.
 	stored map[string]*ssv1.SecretProviderClassPodStatus
-	// inflight holds the statuses being written right now, so that a
-	// Record of the same state during the write is not queued again.
-	inflight map[string]ssv1.SecretProviderClassPodStatusStatus
+	// inflight holds the writes in flight right now, so that a Record of
+	// the same state during the write is not queued again and Forget can
+	// wait for them.
+	inflight map[string]*flight
 	targets  map[string]string // target path -> key
+}
+
+// flight is one write in flight.
+type flight struct {
+	status ssv1.SecretProviderClassPodStatusStatus
+	done   chan struct{} // closed when the write's outcome is recorded
 }
 
 var _ publish.StatusRecorder = (*Writer)(nil)
@@ -94,7 +107,7 @@ func New(cfg Config) (*Writer, error) {
 		pending:  map[string]*ssv1.SecretProviderClassPodStatus{},
 		written:  map[string]ssv1.SecretProviderClassPodStatusStatus{},
 		stored:   map[string]*ssv1.SecretProviderClassPodStatus{},
-		inflight: map[string]ssv1.SecretProviderClassPodStatusStatus{},
+		inflight: map[string]*flight{},
 		targets:  map[string]string{},
 	}, nil
 }
@@ -125,12 +138,18 @@ func (w *Writer) Record(o publish.Outcome) {
 	}
 	key := obj.Namespace + "/" + obj.Name
 	w.mu.Lock()
-	if reflect.DeepEqual(w.written[key], obj.Status) || w.inflightEqualLocked(key, obj.Status) {
+	w.targets[o.TargetPath] = key
+	if written, ok := w.written[key]; ok && reflect.DeepEqual(written, obj.Status) {
+		w.mu.Unlock()
+		w.confirm(obj)
+		return
+	}
+	if w.inflightEqualLocked(key, obj.Status) {
+		// The write in flight confirms it.
 		w.mu.Unlock()
 		return
 	}
 	w.pending[key] = obj
-	w.targets[o.TargetPath] = key
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -141,21 +160,42 @@ func (w *Writer) Record(o publish.Outcome) {
 // inflightEqualLocked reports whether st is being written right now; the
 // caller holds mu.
 func (w *Writer) inflightEqualLocked(key string, st ssv1.SecretProviderClassPodStatusStatus) bool {
-	cur, ok := w.inflight[key]
-	return ok && reflect.DeepEqual(cur, st)
+	f, ok := w.inflight[key]
+	return ok && reflect.DeepEqual(f.status, st)
+}
+
+// confirm tells Config.Written that obj's status is held by the API server.
+func (w *Writer) confirm(obj *ssv1.SecretProviderClassPodStatus) {
+	if w.cfg.Written != nil {
+		w.cfg.Written(obj.Status.TargetPath, obj.Status.Objects)
+	}
 }
 
 // Forget implements publish.StatusRecorder: the volume is gone; drop what
-// is remembered about it (the object itself is garbage-collected with its
-// pod).
+// is remembered about it and what is pending for it (the object itself is
+// garbage-collected with its pod). A write of it in flight is waited for,
+// so that once Forget returns nothing creates or changes the volume's
+// object any more (the write is bounded by the client's request timeout).
 func (w *Writer) Forget(target string) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if key, ok := w.targets[target]; ok {
-		delete(w.pending, key)
-		delete(w.written, key)
-		delete(w.stored, key)
-		delete(w.targets, target)
+	key, ok := w.targets[target]
+	if !ok {
+		w.mu.Unlock()
+		return
+	}
+	delete(w.targets, target)
+	if w.trackedLocked(key) {
+		// Another volume of the pod with the same class shares the object.
+		w.mu.Unlock()
+		return
+	}
+	delete(w.pending, key)
+	delete(w.written, key)
+	delete(w.stored, key)
+	f := w.inflight[key]
+	w.mu.Unlock()
+	if f != nil {
+		<-f.done
 	}
 }
 
@@ -229,7 +269,7 @@ func (w *Writer) flush(ctx context.Context) (failed bool) {
 	batch := w.pending
 	w.pending = map[string]*ssv1.SecretProviderClassPodStatus{}
 	for key, obj := range batch {
-		w.inflight[key] = obj.Status
+		w.inflight[key] = &flight{status: obj.Status, done: make(chan struct{})}
 	}
 	w.mu.Unlock()
 	if len(batch) == 1 {
@@ -264,8 +304,9 @@ func (w *Writer) writeOne(ctx context.Context, key string, obj *ssv1.SecretProvi
 	prev := w.stored[key]
 	w.mu.Unlock()
 	stored, err := w.write(ctx, prev, obj)
-	ok := true
+	ok, confirmed := true, false
 	w.mu.Lock()
+	f := w.inflight[key]
 	delete(w.inflight, key)
 	switch {
 	case !w.trackedLocked(key):
@@ -281,8 +322,15 @@ func (w *Writer) writeOne(ctx context.Context, key string, obj *ssv1.SecretProvi
 		if stored != nil {
 			w.stored[key] = stored
 		}
+		confirmed = true
 	}
 	w.mu.Unlock()
+	if confirmed {
+		w.confirm(obj)
+	}
+	// Only now: Forget waits for this, so that a confirmation never
+	// follows the end of a volume's Forget.
+	close(f.done)
 	if err != nil {
 		klog.ErrorS(err, "write SecretProviderClassPodStatus; will retry", "object", klog.KObj(obj))
 	}

@@ -376,4 +376,127 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 			return nil
 		})
 	})
+
+	t.Run("each write is confirmed; forget waits for a write in flight and nothing follows", func(t *testing.T) {
+		mkNS(t, "confirmed")
+		held := &holder{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
+		hc := rest.CopyConfig(rc)
+		hc.Wrap(held.wrap)
+		hk, err := kubeclient.NewForConfig(hc, kubeclient.Config{QPS: 50, Burst: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type confirmation struct {
+			target  string
+			objects []ssv1.SecretProviderClassObject
+		}
+		confirmed := make(chan confirmation, 16)
+		w, err := podstatus.New(podstatus.Config{Client: hk.CRD, NodeName: "node-a", MaxBackoff: 500 * time.Millisecond,
+			Written: func(target string, objects []ssv1.SecretProviderClassObject) {
+				confirmed <- confirmation{target, objects}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(t.Context()) }()
+		t.Cleanup(func() { <-done })
+
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ok", Namespace: "confirmed", UID: "00000000-0000-0000-0000-000000000004"}}
+		o := outcome(pod, v1...)
+		w.Record(o)
+		select {
+		case c := <-confirmed:
+			if c.target != o.TargetPath || !reflect.DeepEqual(c.objects, v1) {
+				t.Fatalf("confirmed %+v, want %s %v", c, o.TargetPath, v1)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the write was not confirmed in 30s")
+		}
+		if _, err := e.get(t, "confirmed", podstatus.Name("ok", "confirmed", "app")); err != nil {
+			t.Fatalf("confirmed but not written: %v", err)
+		}
+		// The same status again: confirmed at once, nothing written.
+		w.Record(o)
+		select {
+		case <-confirmed:
+		default:
+			t.Fatal("a status already written was not confirmed at once")
+		}
+
+		// A write held in flight (the API server is slow to answer).
+		held.hold(true)
+		gone := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "gone", Namespace: "confirmed", UID: "00000000-0000-0000-0000-000000000005"}}
+		og := outcome(gone, v1...)
+		w.Record(og)
+		select {
+		case <-held.entered:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the write did not start in 30s")
+		}
+		forgotten := make(chan struct{})
+		go func() { w.Forget(og.TargetPath); close(forgotten) }()
+		select {
+		case <-forgotten:
+			t.Fatal("Forget returned while the volume's write was in flight")
+		case <-time.After(300 * time.Millisecond):
+		}
+		// The held write fails; Forget returns, and nothing retries it.
+		held.hold(false)
+		close(held.gate)
+		select {
+		case <-forgotten:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Forget did not return in 30s after the write ended")
+		}
+		before := held.posts()
+		time.Sleep(1500 * time.Millisecond) // three retry periods of MaxBackoff
+		if n := held.posts() - before; n != 0 {
+			t.Fatalf("%d writes after Forget returned", n)
+		}
+		if _, err := e.get(t, "confirmed", podstatus.Name("gone", "confirmed", "app")); err == nil {
+			t.Fatal("a forgotten volume's status object was created")
+		}
+		select {
+		case c := <-confirmed:
+			t.Fatalf("a forgotten volume's write was confirmed: %+v", c)
+		default:
+		}
+		if n := w.Pending(); n != 0 {
+			t.Fatalf("pending = %d after Forget", n)
+		}
+	})
+}
+
+// holder holds the POSTs of a client while hold is on, until gate is
+// closed, and then fails them (503).
+type holder struct {
+	mu      sync.Mutex
+	on      bool
+	n       int // POSTs made
+	gate    chan struct{}
+	entered chan struct{}
+}
+
+func (h *holder) hold(on bool) { h.mu.Lock(); h.on = on; h.mu.Unlock() }
+
+func (h *holder) posts() int { h.mu.Lock(); defer h.mu.Unlock(); return h.n }
+
+func (h *holder) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		if r.Method != http.MethodPost {
+			return rt.RoundTrip(r)
+		}
+		h.mu.Lock()
+		h.n++
+		on := h.on
+		h.mu.Unlock()
+		if !on {
+			return rt.RoundTrip(r)
+		}
+		h.entered <- struct{}{}
+		<-h.gate
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable", Header: http.Header{},
+			Body: http.NoBody, Request: r}, nil
+	})
 }

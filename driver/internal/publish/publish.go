@@ -112,8 +112,8 @@ type Config struct {
 type Publisher struct {
 	cfg Config
 
-	mu   sync.Mutex         // guards vols
-	vols map[string]*volume // by target path
+	mu   sync.Mutex       // guards vols
+	vols map[string]*slot // by target path
 }
 
 // New validates cfg.
@@ -127,7 +127,7 @@ func New(cfg Config) (*Publisher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Publisher{cfg: cfg, vols: map[string]*volume{}}, nil
+	return &Publisher{cfg: cfg, vols: map[string]*slot{}}, nil
 }
 
 // Request is a validated NodePublishVolume.
@@ -225,6 +225,8 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 			p.cfg.Metrics.Publish(provider, errorType(err), 0, true)
 		}
 	}()
+	// A volume unmounted behind the driver's back leaves nothing to know.
+	p.forget(req.TargetPath)
 	s, err := spc.Resolve(ctx, p.cfg.SPCs, pod.Namespace, req.VolumeContext[AttrSPC])
 	if err != nil {
 		return withUpstreamSPCPhrase(pod.Namespace, req.VolumeContext[AttrSPC], err)
@@ -255,10 +257,11 @@ func (p *Publisher) first(ctx context.Context, req Request) (err error) {
 		// Upstream's words first: alerts written for it match on them.
 		return fmt.Errorf("failed to mount secrets store objects for pod %s/%s, err: %w", pod.Namespace, pod.Name, err)
 	}
-	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider, spec: s})
+	v := p.next(nil, s, pod, versions)
+	p.setState(req.TargetPath, v)
 	p.cfg.Metrics.Publish(s.Provider, "", p.cfg.Now().Sub(start), true)
 	klog.V(2).InfoS("volume mounted", "pod", klog.KRef(pod.Namespace, pod.Name), "spc", s.Name, "provider", s.Provider, "objects", len(versions), "duration", p.cfg.Now().Sub(start))
-	p.after(ctx, Outcome{Pod: pod, SPC: s, TargetPath: req.TargetPath, Versions: toStatus(versions), Changed: changed, SecretObjects: s.SecretObjects})
+	p.after(ctx, v, Outcome{Pod: pod, SPC: s, TargetPath: req.TargetPath, Versions: toStatus(versions), Changed: changed, SecretObjects: s.SecretObjects})
 	return nil
 }
 
@@ -300,7 +303,8 @@ func (p *Publisher) rotate(ctx context.Context, req Request, st *volume) {
 		fail(fmt.Errorf("provider mount err: %w", err))
 		return
 	}
-	p.setState(req.TargetPath, &volume{lastFetch: p.cfg.Now(), versions: versions, provider: s.Provider, spec: s})
+	v := p.next(st, s, pod, versions)
+	p.setState(req.TargetPath, v)
 	p.cfg.Metrics.Rotation(s.Provider, "", changed, p.cfg.Now().Sub(start))
 	if changed {
 		klog.InfoS("secrets rotated", "pod", klog.KRef(pod.Namespace, pod.Name), "spc", s.Name, "provider", s.Provider)
@@ -308,11 +312,15 @@ func (p *Publisher) rotate(ctx context.Context, req Request, st *volume) {
 			p.cfg.Events.Event(pod, false, "SecretRotationComplete", fmt.Sprintf("successfully rotated mounted contents for SecretProviderClass %s", s.Name))
 		}
 	}
-	p.after(ctx, Outcome{Pod: pod, SPC: s, TargetPath: req.TargetPath, Versions: toStatus(versions), Changed: changed, Rotation: true, SecretObjects: s.SecretObjects})
+	p.after(ctx, v, Outcome{Pod: pod, SPC: s, TargetPath: req.TargetPath, Versions: toStatus(versions), Changed: changed, Rotation: true, SecretObjects: s.SecretObjects})
 }
 
-func (p *Publisher) after(ctx context.Context, o Outcome) {
-	if p.cfg.Status != nil {
+// after hands the outcome of a fetch that left the volume in state v to the
+// status writer (only when the status is not confirmed: an unchanged
+// rotation, also the first one after a restart, costs no API call) and the
+// Secret syncer.
+func (p *Publisher) after(ctx context.Context, v *volume, o Outcome) {
+	if p.cfg.Status != nil && v.unconfirmed != nil {
 		p.cfg.Status.Record(o)
 	}
 	if p.cfg.Secrets != nil && len(o.SecretObjects) > 0 && (o.Changed || !o.Rotation) {
@@ -398,6 +406,8 @@ func ask(ctx context.Context, providers Providers, s *spc.Spec, mreq *v1alpha1.M
 // Unpublish removes a volume: contents, mount and directory. Unknown or
 // unmounted paths are success.
 func (p *Publisher) Unpublish(_ context.Context, target string) error {
+	// First: once the tmpfs is gone nothing may write its record.
+	p.forget(target)
 	mounted, err := p.cfg.Mounter.IsMountPoint(target)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMount, err)
@@ -410,7 +420,6 @@ func (p *Publisher) Unpublish(_ context.Context, target string) error {
 	if err := os.RemoveAll(target); err != nil {
 		return fmt.Errorf("%w: remove target directory: %w", ErrMount, err)
 	}
-	p.forget(target)
 	if p.cfg.Status != nil {
 		p.cfg.Status.Forget(target)
 	}

@@ -1,8 +1,11 @@
 package publish
 
 import (
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,7 +198,7 @@ func TestUnreadableRecordIsRefetched(t *testing.T) {
 	if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"{", `{"fetched":0}`, `{"fetched":5,"versions":[{"id":""}]}`, strings.Repeat("x", 100)} {
+	for _, bad := range []string{"{", `{"fetched":0}`, `{"fetched":5,"versions":[{"id":""}]}`, `{"fetched":5,"unconfirmedStatus":{"pod":"p"}}`, strings.Repeat("x", 100)} {
 		if err := unix.Setxattr(tgt, "trusted.secrets-store.csi.k8s.io.volume", []byte(bad), 0); err != nil {
 			t.Fatal(err)
 		}
@@ -214,13 +217,15 @@ func TestUnreadableRecordIsRefetched(t *testing.T) {
 }
 
 func TestRecordRoundTripAndBound(t *testing.T) {
-	v := &volume{lastFetch: time.Unix(1_700_000_000, 42), provider: "p", versions: []*v1alpha1.ObjectVersion{{Id: "a", Version: "1"}}}
+	v := &volume{lastFetch: time.Unix(1_700_000_000, 42), provider: "p", versions: []*v1alpha1.ObjectVersion{{Id: "a", Version: "1"}},
+		unconfirmed: &statusOwner{Namespace: "n", Pod: "p", UID: "u", SPC: "s"}}
 	b, err := encodeRecord(v)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := decodeRecord(b)
-	if err != nil || !got.lastFetch.Equal(v.lastFetch) || got.provider != "p" || len(got.versions) != 1 || got.versions[0].GetVersion() != "1" {
+	if err != nil || !got.lastFetch.Equal(v.lastFetch) || got.provider != "p" || len(got.versions) != 1 || got.versions[0].GetVersion() != "1" ||
+		got.unconfirmed == nil || *got.unconfirmed != *v.unconfirmed {
 		t.Fatalf("round trip = %+v, %v", got, err)
 	}
 	// Versions too large to keep are dropped, the fetch time stays.
@@ -240,6 +245,8 @@ func TestRecordRoundTripAndBound(t *testing.T) {
 func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte(`{"fetched":1,"provider":"p","versions":[{"id":"a","version":"1"}]}`))
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"fetched":1,"provider":"p","versions":[{"id":"a","version":"1"}],"unconfirmedStatus":{"namespace":"n","pod":"p","uid":"u","spc":"s"}}`))
+	f.Add([]byte(`{"fetched":1,"unconfirmedStatus":{"pod":"p"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := decodeRecord(b)
 		if err != nil {
@@ -253,5 +260,172 @@ func FuzzDecodeRecord(f *testing.F) {
 				t.Fatal("accepted an empty id")
 			}
 		}
+		if u := v.unconfirmed; u != nil && (u.Namespace == "" || u.Pod == "" || u.SPC == "") {
+			t.Fatalf("accepted an unconfirmed status without its object's identity: %+v", u)
+		}
 	})
+}
+
+// recordOf reads the volume record on target.
+func recordOf(t *testing.T, target string) record {
+	t.Helper()
+	b, err := tmpfs.NewOS().LoadState(target)
+	if err != nil || b == nil {
+		t.Fatalf("record on %s: %q, %v", target, b, err)
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (s *statusLog) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.got) }
+
+func (s *statusLog) lastOutcome(t *testing.T) Outcome {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.got) == 0 {
+		t.Fatal("no status recorded")
+	}
+	return s.got[len(s.got)-1]
+}
+
+// TestUnconfirmedStatusResumedAfterRestart: a volume whose status write was
+// never confirmed (the driver died inside the writer's window or while the
+// API server was away) has it recorded again by the restarted driver, from
+// the record alone; a volume whose write was confirmed costs nothing.
+func TestUnconfirmedStatusResumedAfterRestart(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	lost, kept := h.target("lost"), h.target("kept")
+	for _, tgt := range []string{lost, kept} {
+		if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := h.status.count(); n != 2 {
+		t.Fatalf("%d statuses recorded for 2 first mounts", n)
+	}
+	want := h.status.lastOutcome(t)
+	for _, tgt := range []string{lost, kept} {
+		if u := recordOf(t, tgt).Unconfirmed; u == nil || *u != (statusOwner{Namespace: "ns", Pod: "pod", UID: "uid-1", SPC: "fake"}) {
+			t.Fatalf("record of %s before the write: unconfirmedStatus = %+v", filepath.Base(filepath.Dir(tgt)), u)
+		}
+	}
+	h.pub.StatusWritten(kept, want.Versions)
+	if u := recordOf(t, kept).Unconfirmed; u != nil {
+		t.Fatalf("confirmed status still unconfirmed in the record: %+v", u)
+	}
+
+	h.restart()
+	other := filepath.Join(h.dir, "not-a-volume")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := h.status.count()
+	if n := h.pub.ResumeStatus([]string{lost, kept, other}); n != 1 {
+		t.Fatalf("ResumeStatus handed over %d statuses, want 1 (only the unconfirmed volume)", n)
+	}
+	if h.status.count() != before+1 {
+		t.Fatalf("%d statuses recorded by ResumeStatus, want 1", h.status.count()-before)
+	}
+	got := h.status.lastOutcome(t)
+	if got.TargetPath != lost || got.Pod != (Pod{Namespace: "ns", Name: "pod", UID: "uid-1"}) || got.SPC.Name != "fake" || got.SPC.Namespace != "ns" ||
+		!slices.Equal(got.Versions, want.Versions) {
+		t.Fatalf("resumed status = %+v (spc %+v), want target %s, pod ns/pod uid-1, spc fake, versions %v", got, got.SPC, lost, want.Versions)
+	}
+	// The republishes that follow neither fetch nor record again.
+	for _, tgt := range []string{lost, kept} {
+		if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.status.count() != before+1 || h.fake.Calls() != 2 {
+		t.Fatalf("after the republishes: %d more statuses, %d provider calls; want 1, 2", h.status.count()-before, h.fake.Calls())
+	}
+	// The writer confirms: a second restart has nothing to resume.
+	h.pub.StatusWritten(lost, got.Versions)
+	h.restart()
+	if n := h.pub.ResumeStatus([]string{lost, kept}); n != 0 {
+		t.Fatalf("ResumeStatus after the confirmation handed over %d, want 0", n)
+	}
+}
+
+// TestStatusRecordedOnlyWhenItChanges: an unchanged rotation, also the
+// first one after a restart (the writer's memory is empty then), records
+// no status; a changed one does, and a late confirmation of the previous
+// versions does not confirm the new ones.
+func TestStatusRecordedOnlyWhenItChanges(t *testing.T) {
+	h := newHarness(t, rotation.Policy{Enabled: true, Interval: time.Minute})
+	tgt := h.target("a")
+	v1 := &v1alpha1.MountResponse{ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "o", Version: "v1"}}, Files: []*v1alpha1.File{{Path: "o", Mode: 0o644, Contents: []byte("one")}}}
+	h.scripted.set(v1, nil)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	first := h.status.lastOutcome(t)
+	h.pub.StatusWritten(tgt, first.Versions)
+
+	h.restart()
+	h.advance(2 * time.Minute)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	if c := len(h.scripted.reqs); c != 2 {
+		t.Fatalf("provider called %d times, want 2 (a rotation was due)", c)
+	}
+	if n := h.status.count(); n != 1 {
+		t.Fatalf("%d statuses recorded, want 1: an unchanged rotation after a restart must not write the status", n)
+	}
+
+	h.scripted.set(&v1alpha1.MountResponse{ObjectVersion: []*v1alpha1.ObjectVersion{{Id: "o", Version: "v2"}}, Files: []*v1alpha1.File{{Path: "o", Mode: 0o644, Contents: []byte("two")}}}, nil)
+	h.advance(2 * time.Minute)
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "scripted")); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.status.count(); n != 2 {
+		t.Fatalf("%d statuses recorded, want 2 after a change", n)
+	}
+	h.pub.StatusWritten(tgt, first.Versions) // late, for v1
+	if u := recordOf(t, tgt).Unconfirmed; u == nil {
+		t.Fatal("a confirmation of the previous versions confirmed the new ones")
+	}
+	h.pub.StatusWritten(tgt, h.status.lastOutcome(t).Versions)
+	if u := recordOf(t, tgt).Unconfirmed; u != nil {
+		t.Fatalf("unconfirmedStatus = %+v after the confirmation of the current versions", u)
+	}
+}
+
+// TestStatusConfirmationNeverWritesBelowTheMount: a confirmation arriving
+// after the volume was unpublished, or after its tmpfs vanished, writes no
+// record, in particular not on kubelet's directory below the mount.
+func TestStatusConfirmationNeverWritesBelowTheMount(t *testing.T) {
+	h := newHarness(t, rotation.Policy{})
+	tgt := h.target("a")
+	if err := h.pub.Publish(t.Context(), h.req(tgt, "fake")); err != nil {
+		t.Fatal(err)
+	}
+	versions := h.status.lastOutcome(t).Versions
+
+	// Unpublish has begun (it forgets the volume before unmounting).
+	h.pub.forget(tgt)
+	h.pub.StatusWritten(tgt, versions)
+	if u := recordOf(t, tgt).Unconfirmed; u == nil {
+		t.Fatal("a confirmation after the volume was forgotten wrote its record")
+	}
+
+	// The tmpfs vanished behind the driver's back while it was known.
+	h.restart()
+	if h.pub.state(tgt) == nil {
+		t.Fatal("record not loaded")
+	}
+	if err := unix.Unmount(tgt, 0); err != nil {
+		t.Fatal(err)
+	}
+	h.pub.StatusWritten(tgt, versions)
+	buf := make([]byte, 64)
+	if _, err := unix.Getxattr(tgt, "trusted.secrets-store.csi.k8s.io.volume", buf); !errors.Is(err, unix.ENODATA) {
+		t.Fatalf("record on the directory below the mount: getxattr err = %v, want ENODATA", err)
+	}
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 	mount "k8s.io/mount-utils"
@@ -121,6 +123,23 @@ func (o *OS) LoadState(target string) ([]byte, error) {
 		return nil, fmt.Errorf("read volume state on %s: %w", target, err)
 	}
 	return buf[:n], nil
+}
+
+// Mounted returns the tmpfs mount points below dir, from the mount table:
+// at start, the volumes that a previous driver process mounted.
+func (o *OS) Mounted(dir string) ([]string, error) {
+	mps, err := o.m.List()
+	if err != nil {
+		return nil, fmt.Errorf("list mounts: %w", err)
+	}
+	prefix := filepath.Clean(dir) + "/"
+	var out []string
+	for _, mp := range mps {
+		if mp.Type == "tmpfs" && strings.HasPrefix(mp.Path, prefix) {
+			out = append(out, mp.Path)
+		}
+	}
+	return out, nil
 }
 
 // IsMountPoint implements Mounter. A tmpfs is always a different device
