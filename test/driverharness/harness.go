@@ -100,6 +100,9 @@ func Start(t testing.TB, o Options) *Env {
 	cfg.MetricsAddr = "127.0.0.1:0"
 	cfg.Kubeconfig = env.Kubeconfig
 	cfg.KubeletRegistration = false
+	// Its own: at start the driver reads the records of the volumes below
+	// <kubelet-dir>/pods, which must not be a real node's.
+	cfg.KubeletDir = filepath.Join(dir, "kubelet")
 	if o.Rotation > 0 {
 		cfg.EnableSecretRotation, cfg.RotationPollInterval = true, o.Rotation
 	}
@@ -162,7 +165,7 @@ func argsFor(c driver.Config) []string {
 	a := []string{
 		"--endpoint=" + c.Endpoint, "--nodeid=" + c.NodeID, "--provider-volume=" + c.ProviderVolume,
 		"--additional-provider-volume-paths=", "--metrics-addr=" + c.MetricsAddr, "--kubeconfig=" + c.Kubeconfig,
-		"--kubelet-registration=false", fmt.Sprintf("--kube-api-qps=%v", c.KubeAPIQPS), fmt.Sprintf("--kube-api-burst=%d", c.KubeAPIBurst),
+		"--kubelet-registration=false", "--kubelet-dir=" + c.KubeletDir, fmt.Sprintf("--kube-api-qps=%v", c.KubeAPIQPS), fmt.Sprintf("--kube-api-burst=%d", c.KubeAPIBurst),
 	}
 	if c.EnableSecretRotation {
 		a = append(a, "--enable-secret-rotation", "--rotation-poll-interval="+c.RotationPollInterval.String())
