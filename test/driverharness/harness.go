@@ -60,6 +60,11 @@ type Env struct {
 	CRD        rest.Interface
 	// PID is the driver's process id when Options.Binary is used.
 	PID int
+
+	ctx    context.Context // ends at cleanup
+	binary string
+	args   []string
+	done   chan error // the driver's exit
 }
 
 // Start brings everything up; t.Cleanup tears it down.
@@ -109,55 +114,102 @@ func Start(t testing.TB, o Options) *Env {
 	if o.QPS > 0 {
 		cfg.KubeAPIQPS, cfg.KubeAPIBurst = o.QPS, o.Burst
 	}
-	ddone := make(chan error, 1)
+	env.ctx, env.binary = ctx, o.Binary
 	if o.Binary != "" {
 		// SSCSI_DRIVER_ARGS adds flags, e.g. "--enable-pprof --pprof-port=6066" to profile a
 		// benchmark's driver.
-		cmd := exec.CommandContext(ctx, o.Binary, append(argsFor(cfg), strings.Fields(os.Getenv("SSCSI_DRIVER_ARGS"))...)...)
-		logf, err := os.Create(filepath.Join(dir, "driver.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", o.Binary, err)
-		}
-		env.PID = cmd.Process.Pid
-		go func() {
-			err := cmd.Wait()
-			_ = logf.Close()
-			if ctx.Err() != nil {
-				err = nil // stopped by us
-			}
-			ddone <- err
-		}()
+		env.args = append(argsFor(cfg), strings.Fields(os.Getenv("SSCSI_DRIVER_ARGS"))...)
+		env.startBinary(t)
 	} else {
-		go func() { ddone <- driver.Run(ctx, cfg) }()
+		env.done = make(chan error, 1)
+		go func() { env.done <- driver.Run(ctx, cfg) }()
 	}
 	t.Cleanup(func() {
 		cancel()
 		<-pdone
-		if err := <-ddone; err != nil {
+		if err := <-env.done; err != nil {
 			t.Errorf("driver exited with error: %v", err)
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	env.waitServing(t, filepath.Join(provDir, "fake.sock"))
+	return env
+}
+
+// startBinary starts the driver executable; its output is appended to
+// <Dir>/driver.log.
+func (e *Env) startBinary(t testing.TB) {
+	t.Helper()
+	cmd := exec.CommandContext(e.ctx, e.binary, e.args...)
+	logf, err := os.OpenFile(filepath.Join(e.Dir, "driver.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", e.binary, err)
+	}
+	e.PID = cmd.Process.Pid
+	done := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		_ = logf.Close()
+		if e.ctx.Err() != nil {
+			err = nil // stopped by us
+		}
+		done <- err
+	}()
+	e.done = done
+}
+
+// waitServing waits until the driver's CSI socket (and the others named)
+// accept connections; a socket left by a killed driver does not.
+func (e *Env) waitServing(t testing.TB, others ...string) {
+	t.Helper()
+	// Generous: a loaded machine starts a process slowly.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if isSocket(env.Endpoint) && isSocket(filepath.Join(provDir, "fake.sock")) {
-			break
+		ok := isSocket(e.Endpoint)
+		for _, o := range others {
+			ok = ok && isSocket(o)
+		}
+		if ok {
+			return
 		}
 		select {
-		case err := <-ddone:
+		case err := <-e.done:
 			t.Fatalf("driver exited during start: %v", err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("driver or provider socket did not appear in 20s")
+			t.Fatal("driver or provider socket did not appear in 60s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return env
+}
+
+// Kill ends the driver process with SIGKILL, as a crash or an OOM kill
+// does (no shutdown code runs), and waits for it to exit (Options.Binary
+// only).
+func (e *Env) Kill(t testing.TB) {
+	t.Helper()
+	if e.binary == "" {
+		t.Fatal("driverharness: Kill needs Options.Binary")
+	}
+	if err := syscall.Kill(e.PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill driver: %v", err)
+	}
+	if err := <-e.done; err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("driver exit after SIGKILL: %v", err)
+	}
+}
+
+// Restart starts the driver binary again with the same flags on the same
+// directories (its volumes stay mounted) and waits until it serves.
+func (e *Env) Restart(t testing.TB) {
+	t.Helper()
+	e.startBinary(t)
+	e.waitServing(t)
 }
 
 // argsFor renders cfg as the driver's command-line flags.
