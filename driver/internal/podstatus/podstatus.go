@@ -79,7 +79,8 @@ type Writer struct {
 // flight is one write in flight.
 type flight struct {
 	status ssv1.SecretProviderClassPodStatusStatus
-	done   chan struct{} // closed when the write's outcome is recorded
+	cancel context.CancelFunc // Forget aborts the write
+	done   chan struct{}      // closed when the write's outcome is recorded
 }
 
 var _ publish.StatusRecorder = (*Writer)(nil)
@@ -173,9 +174,11 @@ func (w *Writer) confirm(obj *ssv1.SecretProviderClassPodStatus) {
 
 // Forget implements publish.StatusRecorder: the volume is gone; drop what
 // is remembered about it and what is pending for it (the object itself is
-// garbage-collected with its pod). A write of it in flight is waited for,
-// so that once Forget returns nothing creates or changes the volume's
-// object any more (the write is bounded by the client's request timeout).
+// garbage-collected with its pod). A write of it in flight is aborted and
+// waited for (milliseconds, also with the API server hung), so that once
+// Forget returns nothing creates or changes the volume's object any more;
+// an abort the API server had already committed leaves an object that is
+// garbage-collected with its pod.
 func (w *Writer) Forget(target string) {
 	w.mu.Lock()
 	key, ok := w.targets[target]
@@ -195,6 +198,7 @@ func (w *Writer) Forget(target string) {
 	f := w.inflight[key]
 	w.mu.Unlock()
 	if f != nil {
+		f.cancel()
 		<-f.done
 	}
 }
@@ -268,14 +272,17 @@ func (w *Writer) flush(ctx context.Context) (failed bool) {
 	w.mu.Lock()
 	batch := w.pending
 	w.pending = map[string]*ssv1.SecretProviderClassPodStatus{}
+	ctxs := make(map[string]context.Context, len(batch))
 	for key, obj := range batch {
-		w.inflight[key] = &flight{status: obj.Status, done: make(chan struct{})}
+		fctx, cancel := context.WithCancel(ctx)
+		ctxs[key] = fctx
+		w.inflight[key] = &flight{status: obj.Status, cancel: cancel, done: make(chan struct{})}
 	}
 	w.mu.Unlock()
 	if len(batch) == 1 {
 		// The common case of a lone mount: no goroutine.
 		for key, obj := range batch {
-			return !w.writeOne(ctx, key, obj)
+			return !w.writeOne(ctxs[key], key, obj)
 		}
 	}
 	var (
@@ -288,7 +295,7 @@ func (w *Writer) flush(ctx context.Context) (failed bool) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-slot; wg.Done() }()
-			if !w.writeOne(ctx, key, obj) {
+			if !w.writeOne(ctxs[key], key, obj) {
 				bad.Store(true)
 			}
 		}()
@@ -308,9 +315,11 @@ func (w *Writer) writeOne(ctx context.Context, key string, obj *ssv1.SecretProvi
 	w.mu.Lock()
 	f := w.inflight[key]
 	delete(w.inflight, key)
+	f.cancel()
 	switch {
 	case !w.trackedLocked(key):
 		// Forgotten while the write was in flight: the volume is gone.
+		err = nil
 	case err != nil:
 		ok = false
 		delete(w.stored, key)

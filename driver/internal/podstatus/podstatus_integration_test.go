@@ -377,7 +377,7 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 		})
 	})
 
-	t.Run("each write is confirmed; forget waits for a write in flight and nothing follows", func(t *testing.T) {
+	t.Run("each write is confirmed; forget aborts a write in flight and nothing follows", func(t *testing.T) {
 		mkNS(t, "confirmed")
 		held := &holder{gate: make(chan struct{}), entered: make(chan struct{}, 16)}
 		hc := rest.CopyConfig(rc)
@@ -436,19 +436,17 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 		}
 		forgotten := make(chan struct{})
 		go func() { w.Forget(og.TargetPath); close(forgotten) }()
-		select {
-		case <-forgotten:
-			t.Fatal("Forget returned while the volume's write was in flight")
-		case <-time.After(300 * time.Millisecond):
-		}
-		// The held write fails; Forget returns, and nothing retries it.
-		held.hold(false)
-		close(held.gate)
+		// Forget aborts the write rather than wait for the API server.
 		select {
 		case <-forgotten:
 		case <-time.After(30 * time.Second):
-			t.Fatal("Forget did not return in 30s after the write ended")
+			t.Fatal("Forget did not return in 30s with the volume's write held")
 		}
+		if n := held.abortedCount(); n != 1 {
+			t.Fatalf("%d held writes aborted by Forget, want 1", n)
+		}
+		held.hold(false)
+		close(held.gate)
 		before := held.posts()
 		time.Sleep(1500 * time.Millisecond) // three retry periods of MaxBackoff
 		if n := held.posts() - before; n != 0 {
@@ -469,11 +467,12 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 }
 
 // holder holds the POSTs of a client while hold is on, until gate is
-// closed, and then fails them (503).
+// closed (then it fails them: 503) or the request is aborted.
 type holder struct {
 	mu      sync.Mutex
 	on      bool
 	n       int // POSTs made
+	aborted int // held POSTs whose context ended
 	gate    chan struct{}
 	entered chan struct{}
 }
@@ -481,6 +480,8 @@ type holder struct {
 func (h *holder) hold(on bool) { h.mu.Lock(); h.on = on; h.mu.Unlock() }
 
 func (h *holder) posts() int { h.mu.Lock(); defer h.mu.Unlock(); return h.n }
+
+func (h *holder) abortedCount() int { h.mu.Lock(); defer h.mu.Unlock(); return h.aborted }
 
 func (h *holder) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripper(func(r *http.Request) (*http.Response, error) {
@@ -495,7 +496,14 @@ func (h *holder) wrap(rt http.RoundTripper) http.RoundTripper {
 			return rt.RoundTrip(r)
 		}
 		h.entered <- struct{}{}
-		<-h.gate
+		select {
+		case <-h.gate:
+		case <-r.Context().Done():
+			h.mu.Lock()
+			h.aborted++
+			h.mu.Unlock()
+			return nil, r.Context().Err()
+		}
 		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable", Header: http.Header{},
 			Body: http.NoBody, Request: r}, nil
 	})
