@@ -94,6 +94,9 @@ type Backend struct {
 	// leased remembers requests (per identity) whose answers carry a
 	// lease for leasedMemory; at most cfg.TokenCacheSize*64 keys.
 	leased *ttlcache.Set[cache.Key]
+	// engines remembers, per identity, which secrets engine serves a
+	// mount (learnt only for mounts without an owner; see engines.go).
+	engines *ttlcache.TTL[engineKey, string]
 
 	mu      sync.Mutex // guards clients
 	clients map[params.Connection]*client.Client
@@ -144,6 +147,7 @@ func NewBackend(cfg BackendConfig) (*Backend, error) {
 		versions: v,
 		clients:  map[params.Connection]*client.Client{},
 		leased:   ttlcache.NewSet[cache.Key](cfg.Clock, leasedMemory, cfg.TokenCacheSize*64),
+		engines:  ttlcache.NewTTL[engineKey, string](cfg.Clock, maxEngineEntries),
 	}, nil
 }
 
@@ -214,9 +218,10 @@ func (b *Backend) mount(ctx context.Context, req *plugin.Request) (*plugin.Respo
 	}
 	if owner == "" {
 		// A write's answer is kept per owner (a PKI issue): refuse it
-		// before anything is issued. Whether a GET's answer carries a
-		// lease is known only from the answer (database/creds leases,
-		// database/static-creds and pki/cert/ca do not): see fetch.
+		// before anything is issued. A GET is refused before it is sent
+		// when the engine serving its path issues leased credentials
+		// (database/creds; not database/static-creds or pki/cert/ca):
+		// see fetch and engines.go.
 		for _, o := range p.Objects {
 			if o.Request.Write() {
 				return nil, fmt.Errorf("object %q (method): %w", o.Name, lease.ErrNoOwner)
@@ -316,14 +321,22 @@ func (m *mountState) statsString() string {
 
 // fetch returns the answer for one request: from the owner's dynamic
 // secrets when it is leased or a write, from the shared cache when it is
-// a plain read. Without an owner, a request remembered as leased is
-// refused before any call; the first leased answer of a request (per
-// identity) is refused after it, and that one value expires in Vault.
+// a plain read. Without an owner, a request remembered as leased, or one
+// that the engine serving its path answers with a leased credential
+// (refuseOwnerlessIssue), is refused before it is sent; should a leased
+// answer still come (an engine not known to lease, or Vault not telling
+// the engine), it is refused after it, that one value expires in Vault,
+// and the request is remembered as leased.
 func (m *mountState) fetch(ctx context.Context, r params.Request) (*client.Secret, error) {
 	b := m.b
 	ck := cache.Key{Identity: m.id.Key(), Request: r.Key()}
 	if r.Write() || b.leased.Has(ck) {
 		return m.dynamic(ctx, r, nil)
+	}
+	if m.owner == "" {
+		if err := m.refuseOwnerlessIssue(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	mine := false
 	v, hit, err := b.reads.Load(ctx, ck, r.Pinned(), func(ctx context.Context) (any, bool, error) {

@@ -96,6 +96,7 @@ func TestIntegration(t *testing.T) {
 		{"DatabaseCredentialsPerPodAcrossRotations", integrationDatabaseAcrossRotations},
 		{"DatabaseCredentialsPerSecretSync", integrationDatabasePerSecretSync},
 		{"SecretSyncRestarts", integrationSecretSyncRestarts},
+		{"OwnerlessLeasedReadRefusedBeforeIssue", integrationOwnerlessLeasedRead},
 		{"LeaseRevokedByOperator", integrationLeaseRevokedByOperator},
 		{"PKICertificateAndKeyFromOneIssuance", integrationPKI},
 		{"VersionsAcrossProviderRestart", integrationVersionsAcrossRestart},

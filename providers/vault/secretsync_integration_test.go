@@ -4,10 +4,12 @@ package vault_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,4 +286,84 @@ func lookupLease(t *testing.T, v *vaulttest.Server, leaseID string) (time.Time, 
 		t.Fatalf("lease lookup: expire_time %q: %v", exp, err)
 	}
 	return at, true
+}
+
+// integrationOwnerlessLeasedRead: a mount without an owner (upstream's
+// SecretSync controller: no pod UID, no SecretSync key) that names a
+// database credential is refused before Vault issues one: the provider
+// asks Vault which engine serves the path (sys/internal/ui/mounts, once
+// per identity and mount) and refuses a read of database/creds/. KV and
+// the PKI CA still read without an owner; an identity that Vault does
+// not let see the mount gets Vault's own answer to the read
+// (PermissionDenied); mounts with an owner make no lookup.
+func integrationOwnerlessLeasedRead(t *testing.T, sh *shared) {
+	e := newRealEnv(t, sh, vault.BackendConfig{CacheTTL: vault.DefaultCacheTTL})
+	e.vault.DatabaseRole(t, "database", vaulttest.DBRole{Name: "ownerless"})
+	e.vault.PutKV(t, "secret", "app/ownerless/config", map[string]any{"api-key": "kv-without-owner"})
+	noOwner := func(sa string, attrs map[string]string) *plugin.Request {
+		r := e.syncRequest("team", "", "", sa, attrs)
+		if r.Pod.UID != "" || r.SecretSync != (plugin.SecretSync{}) {
+			t.Fatalf("request names an owner: %+v %+v", r.Pod, r.SecretSync)
+		}
+		return r
+	}
+	lookups := func() int { return e.proxy.Count(http.MethodGet, "/v1/sys/internal/ui/mounts/") }
+	issued := func() int { return e.proxy.Count("", "/v1/database/creds/ownerless") }
+	db := spc("app", "- {objectName: user, secretPath: database/creds/ownerless, secretKey: username}")
+	for i := range 3 {
+		_, err := e.b.Mount(t.Context(), noOwner("app", db))
+		if !errors.Is(err, plugin.ErrUnauthenticated) || !strings.Contains(err.Error(), `object "user"`) || !strings.Contains(err.Error(), "database") || !strings.Contains(err.Error(), "neither a pod") {
+			t.Fatalf("attempt %d: err = %v, want Unauthenticated naming the object, the engine and the missing owner", i, err)
+		}
+	}
+	if n := issued(); n != 0 {
+		t.Errorf("credentials issued for 3 ownerless mounts = %d, want 0 (refused before the read)", n)
+	}
+	if l := e.vault.Leases(t, "database/creds/ownerless"); len(l) != 0 {
+		t.Errorf("Vault holds %d leases of the refused role, want 0", len(l))
+	}
+	if n := lookups(); n != 1 {
+		t.Errorf("engine lookups = %d over 3 mounts, want 1 (once per identity and mount)", n)
+	}
+
+	// Without an owner, KV and the PKI CA (no lease) are read as before.
+	kv := spc("app",
+		"- {objectName: api-key, secretPath: secret/data/app/ownerless/config, secretKey: api-key}",
+		"- {objectName: ca, secretPath: pki/cert/ca, secretKey: certificate}",
+	)
+	for range 2 {
+		resp, err := e.b.Mount(t.Context(), noOwner("app", kv))
+		if err != nil {
+			t.Fatalf("KV and PKI CA without an owner: %v", err)
+		}
+		got := files(t, resp)
+		if got["api-key"] != "kv-without-owner" || !strings.Contains(got["ca"], "BEGIN CERTIFICATE") {
+			t.Fatalf("KV and PKI CA without an owner: api-key %q, ca %.30q", got["api-key"], got["ca"])
+		}
+	}
+	if n := lookups(); n != 3 {
+		t.Errorf("engine lookups = %d, want 3 (one more for each of the secret and pki mounts, then none)", n)
+	}
+
+	// An identity that may not see the mount: Vault's answer to the read
+	// (the lookup is refused, the read is sent and denied).
+	other := spc("other", "- {objectName: user, secretPath: database/creds/ownerless, secretKey: username}")
+	if _, err := e.b.Mount(t.Context(), noOwner("other", other)); !errors.Is(err, plugin.ErrPermissionDenied) {
+		t.Errorf("ownerless read by an identity without access: %v, want PermissionDenied", err)
+	}
+	if l := e.vault.Leases(t, "database/creds/ownerless"); len(l) != 0 {
+		t.Errorf("Vault holds %d leases of the role after a denied read, want 0", len(l))
+	}
+
+	// With an owner nothing is looked up, and the pod gets its credential.
+	before, issuedBefore := lookups(), issued()
+	if got, _ := e.mount(e.request("team", "p", "app", db)); got["user"] == "" {
+		t.Errorf("pod mount: %v", got)
+	}
+	if n := lookups(); n != before {
+		t.Errorf("a pod's mount made %d engine lookups, want 0", n-before)
+	}
+	if n, l := issued()-issuedBefore, e.vault.Leases(t, "database/creds/ownerless"); n != 1 || len(l) != 1 {
+		t.Errorf("the pod's mount: %d credentials issued, %d leases; want 1, 1", n, len(l))
+	}
 }
