@@ -19,7 +19,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vault_provider_vault_requests_total",
-			Help: "Vault API requests by operation (login, read, write, renew-token, renew-lease) and HTTP status (0: no answer).",
+			Help: "Vault API requests by operation (login, read, write, renew-token, renew-lease, mounts: the engine lookup of a mount without an owner) and HTTP status (0: no answer).",
 		}, []string{"operation", "status"}),
 		mounts: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "vault_provider_mount_duration_seconds",
