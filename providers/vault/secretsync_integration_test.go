@@ -28,15 +28,33 @@ import (
 	"github.com/sscsi/secrets-store/test/vaulttest"
 )
 
-// runningProvider is provider-vault's gRPC server on a unix socket, with
-// a backend of its own (so its lease keeper starts empty, as a restarted
-// provider sidecar's does).
-type runningProvider struct {
+// running is a component run in the background until stop (a provider
+// server or a SecretSync controller instance).
+type running struct {
+	name   string
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func startProvider(t *testing.T, sock string, cfg vault.BackendConfig) *runningProvider {
+func start(t *testing.T, name string, run func(context.Context) error) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	r := &running{name: name, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx) }()
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Errorf("%s: %v", r.name, err)
+	}
+}
+
+// startProvider serves provider-vault on sock with a backend of its own
+// (so its lease keeper starts empty, as a restarted sidecar's does).
+func startProvider(t *testing.T, sock string, cfg vault.BackendConfig) *running {
 	t.Helper()
 	b, err := vault.NewBackend(cfg)
 	if err != nil {
@@ -46,40 +64,13 @@ func startProvider(t *testing.T, sock string, cfg vault.BackendConfig) *runningP
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	p := &runningProvider{cancel: cancel, done: make(chan error, 1)}
-	go func() { p.done <- srv.Serve(ctx, sock) }()
-	return p
+	return start(t, "provider-vault", func(ctx context.Context) error { return srv.Serve(ctx, sock) })
 }
 
-func (p *runningProvider) stop(t *testing.T) {
+// startController runs one instance of the SecretSync controller.
+func startController(t *testing.T, cfg synccontroller.Config) *running {
 	t.Helper()
-	p.cancel()
-	if err := <-p.done; err != nil {
-		t.Errorf("provider-vault: %v", err)
-	}
-}
-
-// runningController is one instance of the SecretSync controller.
-type runningController struct {
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func startController(t *testing.T, cfg synccontroller.Config) *runningController {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	c := &runningController{cancel: cancel, done: make(chan error, 1)}
-	go func() { c.done <- synccontroller.Run(ctx, cfg) }()
-	return c
-}
-
-func (c *runningController) stop(t *testing.T) {
-	t.Helper()
-	c.cancel()
-	if err := <-c.done; err != nil {
-		t.Errorf("SecretSync controller: %v", err)
-	}
+	return start(t, "SecretSync controller", func(ctx context.Context) error { return synccontroller.Run(ctx, cfg) })
 }
 
 // integrationSecretSyncRestarts runs the real SecretSync controller
