@@ -55,6 +55,9 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 	if err != nil {
 		return false, err
 	}
+	// The top-level entries of dir, when known from the first write's
+	// listing (saves listing it again after the swap).
+	var listed []fs.DirEntry
 	if oldTS != "" {
 		old, err := OpenPayload(dir)
 		if err != nil {
@@ -68,9 +71,9 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 		if same {
 			// A writer that died between the swap and the links left some
 			// top-level names missing; make them whole (cheap when they are).
-			return false, syncTopLevel(dir, files, o)
+			return false, syncTopLevel(dir, files, o, nil)
 		}
-	} else if err := removeLegacyEntries(dir); err != nil {
+	} else if listed, err = removeLegacyEntries(dir); err != nil {
 		return false, err
 	}
 
@@ -112,23 +115,12 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 		return false, fmt.Errorf("chmod payload directory: %w", err)
 	}
 
-	// Swap ..data in one rename.
-	tmp := filepath.Join(dir, dataTmp)
-	_ = os.Remove(tmp)
-	if err := os.Symlink(tsName, tmp); err != nil {
-		return false, fmt.Errorf("create %s link: %w", dataTmp, err)
-	}
-	if err := o.own(tmp, 0, true); err != nil {
-		_ = os.Remove(tmp)
-		return false, fmt.Errorf("chown %s link: %w", dataTmp, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, DataDir)); err != nil {
-		_ = os.Remove(tmp)
-		return false, fmt.Errorf("swap %s link: %w", DataDir, err)
+	if err := swapData(dir, tsName, o); err != nil {
+		return false, err
 	}
 	ok = true
 
-	if err := syncTopLevel(dir, files, o); err != nil {
+	if err := syncTopLevel(dir, files, o, listed); err != nil {
 		return true, err
 	}
 	if oldTS != "" {
@@ -137,6 +129,31 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 		}
 	}
 	return true, nil
+}
+
+// swapData points ..data at the payload directory tsName in one rename. A
+// ..data_tmp left by a writer that died is replaced.
+func swapData(dir, tsName string, o options) error {
+	tmp := filepath.Join(dir, dataTmp)
+	err := os.Symlink(tsName, tmp)
+	if errors.Is(err, fs.ErrExist) {
+		_ = os.RemoveAll(tmp)
+		err = os.Symlink(tsName, tmp)
+	}
+	if err != nil {
+		return fmt.Errorf("create %s link: %w", dataTmp, err)
+	}
+	if err := o.own(tmp, 0, true); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("chown %s link: %w", dataTmp, err)
+	}
+	// rename(2) itself: os.Rename would lstat ..data first, to refuse
+	// replacing a directory, which rename(2) refuses for a link anyway.
+	if err := syscall.Rename(tmp, filepath.Join(dir, DataDir)); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("swap %s link: %w", DataDir, &os.LinkError{Op: "rename", Old: tmp, New: filepath.Join(dir, DataDir), Err: err})
+	}
+	return nil
 }
 
 // HasPayload reports whether dir shows files to a reader: a ..data link, or
@@ -356,16 +373,19 @@ func payloadEqual(root *os.Root, files []File, o options) (bool, error) {
 }
 
 // syncTopLevel makes the visible top-level entries exactly the symlinks
-// name -> ..data/name for the payload's top-level names.
-func syncTopLevel(dir string, files []File, o options) error {
+// name -> ..data/name for the payload's top-level names. entries are dir's
+// top-level entries when the caller has just listed them (nil: list).
+func syncTopLevel(dir string, files []File, o options, entries []fs.DirEntry) error {
 	top := make(map[string]bool)
 	for _, f := range files {
 		first, _, _ := strings.Cut(f.Path, "/")
 		top[first] = true
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("list volume: %w", err)
+	if entries == nil {
+		var err error
+		if entries, err = os.ReadDir(dir); err != nil {
+			return fmt.Errorf("list volume: %w", err)
+		}
 	}
 	for _, e := range entries {
 		name := e.Name()
@@ -404,21 +424,23 @@ func syncTopLevel(dir string, files []File, o options) error {
 
 // removeLegacyEntries deletes top-level entries that are not symlinks, left
 // by a provider that wrote into the volume itself, before the first payload
-// written here.
-func removeLegacyEntries(dir string) error {
+// written here, and returns the entries left (never nil).
+func removeLegacyEntries(dir string) ([]fs.DirEntry, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("list volume: %w", err)
+		return nil, fmt.Errorf("list volume: %w", err)
 	}
+	left := make([]fs.DirEntry, 0, len(entries))
 	for _, e := range entries {
 		if e.Type()&fs.ModeSymlink != 0 {
+			left = append(left, e)
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("remove legacy entry %q: %w", e.Name(), err)
+			return nil, fmt.Errorf("remove legacy entry %q: %w", e.Name(), err)
 		}
 	}
-	return nil
+	return left, nil
 }
 
 // Read returns the payload currently visible in dir (for tests and for

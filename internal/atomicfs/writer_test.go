@@ -179,6 +179,34 @@ func TestWriteRemovesLegacyEntries(t *testing.T) {
 	}
 }
 
+// TestFirstWriteOverLeftLinks: links found before the first payload (a
+// writer that died after making ..data_tmp, a stale top-level link, a link
+// that is already right) end as the links of the payload and nothing else.
+func TestFirstWriteOverLeftLinks(t *testing.T) {
+	dir := t.TempDir()
+	for name, target := range map[string]string{dataTmp: "..2020_01_01_00_00_00.1", "stale": "..data/stale", "a": "..data/a"} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Write(dir, files("a", "1", "d/e", "2"), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	got := readVisible(t, dir)
+	if len(got) != 2 || got["a"] != "1" || got["d/e"] != "2" {
+		t.Fatalf("visible = %v", got)
+	}
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	if len(names) != 4 || names[1] != DataDir || names[2] != "a" || names[3] != "d" { // ..2026..., ..data, a, d
+		t.Errorf("entries = %v", names)
+	}
+}
+
 func TestValidateRejectsHostilePayloads(t *testing.T) {
 	long := strings.Repeat("a", 256)
 	cases := map[string][]File{

@@ -242,12 +242,21 @@ func (c *Client) Version(ctx context.Context, provider string) (*v1alpha1.Versio
 	return cl.Version(ctx, &v1alpha1.VersionRequest{Version: "v1alpha1"})
 }
 
-// Has reports whether provider is a valid name with a socket now. The
-// driver labels metrics only with such names, so a SecretProviderClass
-// cannot invent series.
+// Has reports whether provider is a valid name with a socket now, or one
+// this client has connected to (which it does only through a socket that
+// existed). The driver labels metrics only with such names, so a
+// SecretProviderClass cannot invent series.
 func (c *Client) Has(provider string) bool {
 	if ValidateName(provider) != nil {
 		return false
+	}
+	// A connection is only ever made to a socket that existed: no need to
+	// look at the socket again on every call's metrics.
+	c.mu.Lock()
+	_, connected := c.conns[provider]
+	c.mu.Unlock()
+	if connected {
+		return true
 	}
 	_, _, err := c.socketPath(provider)
 	return err == nil

@@ -56,9 +56,17 @@ func setup(b *testing.B, o driverharness.Options) (*driverharness.Env, *client) 
 	return env, &client{node: csipb.NewNodeClient(cc), identity: csipb.NewIdentityClient(cc), dir: filepath.Join(env.Dir, "pods")}
 }
 
+// publish and unpublish play kubelet's part around the CSI calls: kubelet
+// creates the volume's directory (<pod>/volumes/kubernetes.io~csi/<volume>,
+// where it keeps vol_data.json) before NodePublishVolume, the driver creates
+// the target path ("mount") inside it and removes it on
+// NodeUnpublishVolume, and kubelet then removes the volume's directory.
 func (c *client) publish(ctx context.Context, i int, spc string) (string, error) {
 	id := fmt.Sprintf("vol-%06d", i)
 	target := filepath.Join(c.dir, id, "mount")
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		return "", err
+	}
 	_, err := c.node.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{
 		VolumeId: id, TargetPath: target, Readonly: true,
 		VolumeCapability: &csipb.VolumeCapability{
@@ -78,8 +86,10 @@ func (c *client) publish(ctx context.Context, i int, spc string) (string, error)
 }
 
 func (c *client) unpublish(ctx context.Context, i int, target string) error {
-	_, err := c.node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: fmt.Sprintf("vol-%06d", i), TargetPath: target})
-	return err
+	if _, err := c.node.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: fmt.Sprintf("vol-%06d", i), TargetPath: target}); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Dir(target))
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {

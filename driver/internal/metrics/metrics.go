@@ -105,14 +105,15 @@ func b(v bool) string {
 
 // Publish records a NodePublishVolume outcome. errorType is "" on success.
 func (r *Recorder) Publish(provider, errorType string, d time.Duration, fetched bool) {
+	provider = r.provider(provider)
 	if errorType == "" {
-		r.publish.WithLabelValues(r.provider(provider), osType).Inc()
+		r.publish.WithLabelValues(provider, osType).Inc()
 		if fetched {
-			r.publishDur.WithLabelValues(r.provider(provider), osType).Observe(d.Seconds())
+			r.publishDur.WithLabelValues(provider, osType).Observe(d.Seconds())
 		}
 		return
 	}
-	r.publishErr.WithLabelValues(r.provider(provider), errorType, osType).Inc()
+	r.publishErr.WithLabelValues(provider, errorType, osType).Inc()
 }
 
 // Unpublish records a NodeUnpublishVolume outcome.

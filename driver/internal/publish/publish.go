@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/status"
@@ -408,22 +409,27 @@ func ask(ctx context.Context, providers Providers, s *spc.Spec, mreq *v1alpha1.M
 func (p *Publisher) Unpublish(_ context.Context, target string) error {
 	// First: once the tmpfs is gone nothing may write its record.
 	p.forget(target)
-	mounted, err := p.cfg.Mounter.IsMountPoint(target)
-	if err != nil {
+	// Unmount checks the mount point itself (and is a no-op when unmounted).
+	if err := p.cfg.Mounter.Unmount(target); err != nil {
 		return fmt.Errorf("%w: %w", ErrMount, err)
 	}
-	if mounted {
-		if err := p.cfg.Mounter.Unmount(target); err != nil {
-			return fmt.Errorf("%w: %w", ErrMount, err)
-		}
-	}
-	if err := os.RemoveAll(target); err != nil {
+	if err := removeTarget(target); err != nil {
 		return fmt.Errorf("%w: remove target directory: %w", ErrMount, err)
 	}
 	if p.cfg.Status != nil {
 		p.cfg.Status.Forget(target)
 	}
 	return nil
+}
+
+// removeTarget removes the target directory: one rmdir(2) for the usual
+// empty directory left by the unmount, everything below it otherwise.
+func removeTarget(target string) error {
+	err := syscall.Rmdir(target)
+	if err == nil || errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
+	return os.RemoveAll(target)
 }
 
 // buildMountRequest fills the provider request exactly as the upstream

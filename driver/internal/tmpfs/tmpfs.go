@@ -67,7 +67,14 @@ var _ Mounter = (*OS)(nil)
 // Mount implements Mounter. Options: nosuid, nodev, noexec, mode=0755, a
 // size cap and an inode cap, as a secret volume needs no more.
 func (o *OS) Mount(target string, lim Limits) error {
-	if err := os.MkdirAll(target, 0o750); err != nil {
+	// kubelet creates the target's parent directory: one mkdir(2) is the
+	// usual case; an existing target is used as it is.
+	if err := os.Mkdir(target, 0o750); errors.Is(err, fs.ErrNotExist) {
+		err = os.MkdirAll(target, 0o750)
+		if err != nil {
+			return fmt.Errorf("create target directory: %w", err)
+		}
+	} else if err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create target directory: %w", err)
 	}
 	data := "mode=0755"
