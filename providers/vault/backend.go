@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -97,6 +98,7 @@ type Backend struct {
 	// engines remembers, per identity, which secrets engine serves a
 	// mount (learnt only for mounts without an owner; see engines.go).
 	engines *ttlcache.TTL[engineKey, string]
+	lookups singleflight.Group // engine lookups in flight, per identity and first path segment
 
 	mu      sync.Mutex // guards clients
 	clients map[params.Connection]*client.Client

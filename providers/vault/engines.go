@@ -141,20 +141,54 @@ func (m *mountState) refuseOwnerlessIssue(ctx context.Context, r params.Request)
 	id := m.id.Key()
 	mount, engine, ok := m.b.mountOf(id, r.Path)
 	if !ok {
-		m.count("engineLookup")
-		s, err := m.vault.Do(ctx, client.Request{Op: "mounts " + r.Path, Method: http.MethodGet, Path: "sys/internal/ui/mounts/" + r.Path, Token: m.currentToken(), UserData: true})
-		if err != nil {
+		// Concurrent lookups of one identity under the same first path
+		// segment (usually one mount: the objects of a mount, the
+		// SecretSyncs of a service account) share one call; a path the
+		// shared answer does not cover is looked up on its own.
+		type looked struct {
+			path string // the path the flight looked up
+			ok   bool
+		}
+		first, _, _ := strings.Cut(r.Path, "/")
+		v, _, _ := m.b.lookups.Do(id+"\x00"+first, func() (any, error) {
+			if _, _, ok := m.b.mountOf(id, r.Path); ok {
+				return looked{r.Path, true}, nil
+			}
+			_, _, ok := m.lookupEngine(ctx, r.Path)
+			return looked{r.Path, ok}, nil
+		})
+		switch l := v.(looked); {
+		case l.path == r.Path && !l.ok:
+			return nil // Vault did not tell: the read decides
+		case l.path == r.Path:
+		default:
+			if _, _, ok := m.b.mountOf(id, r.Path); !ok {
+				m.lookupEngine(ctx, r.Path) // another mount under the same first segment
+			}
+		}
+		if mount, engine, ok = m.b.mountOf(id, r.Path); !ok {
 			return nil
 		}
-		answered, _ := s.Data["path"].(string)
-		engine, _ = s.Data["type"].(string)
-		if mount = relativeMount(answered, r.Path); mount == "" || engine == "" {
-			return nil
-		}
-		m.b.engines.Put(engineKey{id, mount}, engine, engineMemory)
 	}
 	if issuesOnRead(engine, strings.TrimPrefix(r.Path, mount)) {
 		return fmt.Errorf("a read of this path of the %s secrets engine at %q issues a new leased credential, refused before it is issued: %w", engine, mount, lease.ErrNoOwner)
 	}
 	return nil
+}
+
+// lookupEngine asks Vault which mount and engine serve path, with the
+// mount's token, and remembers the answer for the identity.
+func (m *mountState) lookupEngine(ctx context.Context, path string) (mount, engine string, ok bool) {
+	m.count("engineLookup")
+	s, err := m.vault.Do(ctx, client.Request{Op: "mounts " + path, Method: http.MethodGet, Path: "sys/internal/ui/mounts/" + path, Token: m.currentToken(), UserData: true})
+	if err != nil {
+		return "", "", false
+	}
+	answered, _ := s.Data["path"].(string)
+	engine, _ = s.Data["type"].(string)
+	if mount = relativeMount(answered, path); mount == "" || engine == "" {
+		return "", "", false
+	}
+	m.b.engines.Put(engineKey{m.id.Key(), mount}, engine, engineMemory)
+	return mount, engine, true
 }

@@ -8,7 +8,7 @@
 // start-up, each later round over the poll interval; Vault's own clock
 // runs in real time (leases of 1h do not expire during the run).
 //
-// Two scenarios, each with a provider of its own over the same Vault:
+// Three scenarios, each with a provider of its own over the same Vault:
 //
 //   - pods (the issue's reference): 100 pods over 20 service accounts,
 //     each service account with its own Vault role; each pod mounts 10
@@ -24,6 +24,10 @@
 //     SecretSync controller sends them (synccontroller/internal/reconcile:
 //     no pod, the SecretSync's name and UID, a new TokenRequest token on
 //     every refresh, no stored versions). The same model gives 6,100.
+//   - ownerless: 100 SecretSyncs refreshed as upstream's controller sends
+//     them (neither a pod UID nor a SecretSync key): each refresh mounts
+//     the KV objects (served) and the database objects (refused, and
+//     nothing may be issued for them).
 //
 // Run with `make bench-vault-calls` (flags after ARGS=...).
 package vaultcalls
@@ -37,6 +41,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
@@ -60,6 +66,7 @@ var (
 	parallel         = flag.Int("parallel", 10, "concurrent mounts")
 	cacheTTL         = flag.Duration("cache-ttl", vault.DefaultCacheTTL, "provider -cache-ttl")
 	rotationInterval = flag.Duration("rotation-interval", 2*time.Minute, "driver --rotation-poll-interval; each round's republishes are spread over it")
+	ownerless        = flag.Int("ownerless", 100, "SecretSyncs refreshed as a controller that names no owner (upstream's) sends them: a KV class served, a database class refused (0: no such scenario)")
 	syncInterval     = flag.Duration("sync-interval", 2*time.Minute, "SecretSync controller --rotation-poll-interval; each poll's refreshes are spread over it")
 	startSpread      = flag.Duration("start-spread", 10*time.Second, "first mounts are spread over this long")
 )
@@ -71,13 +78,15 @@ type workload struct {
 	s    *vaulttest.Server
 	want map[int]map[string]string // service account -> file -> contents
 	spcs map[int]string            // service account -> objects parameter
+	kv   map[int]string            // service account -> its KV objects only
+	db   map[int]string            // service account -> its database objects only
 }
 
 func TestVaultCalls(t *testing.T) {
 	if *kvSecrets < 1 || *kvObjects%*kvSecrets != 0 {
 		t.Fatalf("-kv-objects (%d) must be a multiple of -kv-secrets (%d)", *kvObjects, *kvSecrets)
 	}
-	w := &workload{rc: controlplane.ForTest(t), s: vaulttest.Start(t), want: map[int]map[string]string{}, spcs: map[int]string{}}
+	w := &workload{rc: controlplane.ForTest(t), s: vaulttest.Start(t), want: map[int]map[string]string{}, spcs: map[int]string{}, kv: map[int]string{}, db: map[int]string{}}
 	s := w.s
 	s.EnableKV(t, "secret", 2)
 	pg := vaulttest.StartPostgres(t)
@@ -105,12 +114,14 @@ func TestVaultCalls(t *testing.T) {
 			}
 			s.PutKV(t, "secret", fmt.Sprintf("%s/s%d", sa, k), data)
 		}
+		var dbLines []string
 		for d := range *dbRoles {
-			lines = append(lines,
+			dbLines = append(dbLines,
 				fmt.Sprintf("- {objectName: db%d-user, secretPath: database/creds/db%d, secretKey: username}", d, d),
 				fmt.Sprintf("- {objectName: db%d-pass, secretPath: database/creds/db%d, secretKey: password}", d, d))
 		}
-		w.spcs[a] = strings.Join(lines, "\n")
+		w.kv[a], w.db[a] = strings.Join(lines, "\n"), strings.Join(dbLines, "\n")
+		w.spcs[a] = strings.Join(append(lines, dbLines...), "\n")
 	}
 	t.Logf("workload: %d service accounts/Vault roles, %d objects per pod or SecretSync (%d KV v2 from %d secrets + %d database roles x username/password), %d rounds; provider -cache-ttl %s",
 		*serviceAccounts, *kvObjects+2**dbRoles, *kvObjects, *kvSecrets, *dbRoles, *rounds, *cacheTTL)
@@ -148,6 +159,94 @@ func TestVaultCalls(t *testing.T) {
 			}
 			w.run(t, "SecretSync", owners, *syncInterval)
 		})
+	}
+	if *ownerless > 0 {
+		t.Run("ownerless", func(t *testing.T) { w.runOwnerless(t, *ownerless, *syncInterval) })
+	}
+}
+
+// runOwnerless refreshes n SecretSyncs as a controller that names no
+// owner (upstream's secrets-store-sync-controller) sends them: each
+// refresh mounts the service account's KV objects (served) and its
+// database objects (refused: nothing could keep the credential). It
+// reports the Vault calls by kind; no credential may be issued.
+func (w *workload) runOwnerless(t *testing.T, n int, interval time.Duration) {
+	proxy := w.s.FaultProxy(t)
+	clk := clocktesting.NewFakeClock(time.Now())
+	b, err := vault.NewBackend(vault.BackendConfig{Clock: clk, CacheTTL: *cacheTTL, Defaults: defaults(proxy.Addr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := plugintest.Serve(t, plugin.Config{Name: "vault", Version: "bench", Backend: b})
+	all := map[string]int{}
+	served, refused := 0, 0
+	phase := func(name string, step time.Duration) {
+		proxy.Reset()
+		sem := make(chan struct{}, *parallel)
+		var wg sync.WaitGroup
+		var mu sync.Mutex // guards served, refused and t.Errorf ordering
+		for i := range n {
+			clk.Step(step)
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				a := saOf(i, n)
+				tok := vaulttest.ServiceAccountToken(t, w.rc, "bench", saName(a), 2*time.Hour, "vault")
+				resp, kvErr := client.Mount(t.Context(), ownerlessMountRequest(a, tok, w.kv[a]))
+				_, dbErr := client.Mount(t.Context(), ownerlessMountRequest(a, tok, w.db[a]))
+				mu.Lock()
+				defer mu.Unlock()
+				if kvErr != nil {
+					t.Errorf("%s: SecretSync %d: KV without an owner: %v", name, i, kvErr)
+				} else {
+					got := map[string]string{}
+					for _, f := range resp.GetFiles() {
+						got[f.GetPath()] = string(f.GetContents())
+					}
+					for obj, v := range w.want[a] {
+						if got[obj] != v {
+							t.Errorf("%s: SecretSync %d: %s = %q, want %q", name, i, obj, got[obj], v)
+						}
+					}
+					served++
+				}
+				if status.Code(dbErr) != codes.Unauthenticated {
+					t.Errorf("%s: SecretSync %d: database credential without an owner: %v, want Unauthenticated", name, i, dbErr)
+				} else {
+					refused++
+				}
+			}()
+		}
+		wg.Wait()
+		c := counts(proxy)
+		sum := 0
+		for k, v := range c {
+			all[k] += v
+			sum += v
+		}
+		t.Logf("%s: %d calls %v", name, sum, c)
+	}
+	t.Logf("%d SecretSyncs without an owner (upstream's controller), polled every %s; each refresh: a KV class and a database class", n, interval)
+	phase("first syncs", *startSpread/time.Duration(max(n, 1)))
+	for r := 1; r <= *rounds; r++ {
+		phase(fmt.Sprintf("round %d", r), interval/time.Duration(max(n, 1)))
+	}
+	if want := n * (1 + *rounds); served != want || refused != want {
+		t.Errorf("%d KV mounts served and %d database mounts refused, want %d each", served, refused, want)
+	}
+	total := 0
+	for _, v := range all {
+		total += v
+	}
+	t.Logf("all phases: %v", all)
+	t.Logf("provider-vault (ownerless SecretSyncs): %d calls (%d logins, %d engine lookups, %d KV reads, %d credentials issued)", total, all["logins"], all["engine lookups"], all["kv reads"], all["credentials"])
+	if all["credentials"] != 0 {
+		t.Errorf("credentials issued without an owner = %d, want 0 (refused before the read)", all["credentials"])
+	}
+	if max := *serviceAccounts * (1 + *dbRoles); all["engine lookups"] > max {
+		t.Errorf("engine lookups = %d, want at most %d (one per identity and mount)", all["engine lookups"], max)
 	}
 }
 
@@ -296,6 +395,7 @@ func counts(p *vaulttest.FaultProxy) map[string]int {
 		"credentials":    p.Count("", "/v1/database/creds/"),
 		"lease renewals": p.Count("", "/v1/sys/leases/renew"),
 		"token renewals": p.Count("", "/v1/auth/token/renew-self"),
+		"engine lookups": p.Count("", "/v1/sys/internal/ui/mounts/"),
 	}
 	known := 0
 	for _, v := range c {
@@ -336,6 +436,19 @@ func syncMountRequest(i, sa int, token, objects string) *v1alpha1.MountRequest {
 		"roleName": saName(sa), "objects": objects,
 		plugin.AttrPodNamespace: "bench", plugin.AttrServiceAccount: saName(sa), "secretProviderClass": saName(sa),
 		plugin.AttrTokens: string(tj), plugin.AttrSecretSyncName: name, plugin.AttrSecretSyncUID: "uid-" + name,
+	}
+	aj, _ := json.Marshal(attrs)
+	return &v1alpha1.MountRequest{Attributes: string(aj), Secrets: "null", Permission: "420"}
+}
+
+// ownerlessMountRequest is a refresh as upstream's secrets-store-sync-controller
+// sends it: no pod and no SecretSync key.
+func ownerlessMountRequest(sa int, token, objects string) *v1alpha1.MountRequest {
+	tj, _ := json.Marshal(map[string]plugin.Token{"vault": {Token: token, ExpirationTimestamp: time.Now().Add(2 * time.Hour)}})
+	attrs := map[string]string{
+		"roleName": saName(sa), "objects": objects,
+		plugin.AttrPodNamespace: "bench", plugin.AttrServiceAccount: saName(sa), "secretProviderClass": saName(sa),
+		plugin.AttrTokens: string(tj),
 	}
 	aj, _ := json.Marshal(attrs)
 	return &v1alpha1.MountRequest{Attributes: string(aj), Secrets: "null", Permission: "420"}
