@@ -1,6 +1,9 @@
 package vault
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestIssuesOnRead(t *testing.T) {
 	for _, c := range []struct {
@@ -49,4 +52,24 @@ func TestRelativeMount(t *testing.T) {
 			t.Errorf("relativeMount(%q, %q) = %q, want %q", c.answered, c.path, got, c.want)
 		}
 	}
+}
+
+// FuzzEngineLookup: the mount path and engine type come from Vault's
+// answer (untrusted) and the path from a SecretProviderClass: no panic,
+// and the mount used is a prefix of the path ending with a slash.
+func FuzzEngineLookup(f *testing.F) {
+	f.Add("database/", "database/creds/app", "database")
+	f.Add("parent/child/database/", "child/database/creds/app", "database")
+	f.Add("gcp", "gcp/roleset/x/key", "gcp")
+	f.Add("/", "//", "aws")
+	f.Fuzz(func(t *testing.T, answered, path, engine string) {
+		mount := relativeMount(answered, path)
+		if mount != "" && (!strings.HasPrefix(path, mount) || !strings.HasSuffix(mount, "/")) {
+			t.Fatalf("relativeMount(%q, %q) = %q: not a prefix of the path ending with a slash", answered, path, mount)
+		}
+		issuesOnRead(engine, strings.TrimPrefix(path, mount))
+		for e := range leasingReads {
+			issuesOnRead(e, path)
+		}
+	})
 }
