@@ -1,6 +1,7 @@
 package atomicfs
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -167,4 +168,48 @@ func TestApplyGroupLegacy(t *testing.T) {
 	if _, g := statOf(t, "/etc/passwd", false); g == 2000 {
 		t.Error("ApplyGroup followed a symlink out of the volume")
 	}
+}
+
+// TestWriteManyFilesOnTmpfs: on a tmpfs the files' descriptors are closed
+// in batches (closeFDs); every file is complete, has its mode, and no
+// descriptor is left open.
+func TestWriteManyFilesOnTmpfs(t *testing.T) {
+	dir := tmpfsDir(t)
+	var in []File
+	for i := range 100 {
+		in = append(in, File{Path: fmt.Sprintf("d%d/f-%03d", i%3, i), Mode: fs.FileMode(0o600 + i%2*0o40), Contents: []byte(fmt.Sprintf("value %d", i))})
+	}
+	before := openFDs(t)
+	if _, err := Write(dir, in, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if after := openFDs(t); after != before {
+		t.Errorf("%d descriptors open after Write, %d before", after, before)
+	}
+	got, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(in) {
+		t.Fatalf("read %d files, wrote %d", len(got), len(in))
+	}
+	want := map[string]File{}
+	for _, f := range in {
+		want[f.Path] = f
+	}
+	for _, f := range got {
+		w := want[f.Path]
+		if string(f.Contents) != string(w.Contents) || f.Mode != w.Mode {
+			t.Errorf("%s: %q %v, want %q %v", f.Path, f.Contents, f.Mode, w.Contents, w.Mode)
+		}
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

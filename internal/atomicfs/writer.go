@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,11 +101,22 @@ func Write(dir string, files []File, lim Limits, opts ...Option) (changed bool, 
 	if err != nil {
 		return false, fmt.Errorf("open payload directory: %w", err)
 	}
+	// On a tmpfs the written files' descriptors are closed together
+	// (closeFDs); fsync'd files are closed one by one, each close checked.
+	var open []int
 	for _, f := range files {
-		if err = writeFile(tsFD, tsDir, f, o, fsync); err != nil {
+		var fd int
+		if fd, err = writeFile(tsFD, tsDir, f, o, fsync); err != nil {
 			break
 		}
+		if fd >= 0 {
+			if open = append(open, fd); len(open) == closeBatch {
+				closeFDs(open)
+				open = open[:0]
+			}
+		}
 	}
+	closeFDs(open)
 	if cerr := syscall.Close(tsFD); err == nil && cerr != nil {
 		err = fmt.Errorf("close payload directory: %w", cerr)
 	}
@@ -235,13 +247,43 @@ func openDir(dir string, flags int) (int, error) {
 	return fd, nil
 }
 
-// writeFile creates f below root, whose descriptor is rootFD.
-func writeFile(rootFD int, root string, f File, o options, fsync bool) error {
+// closeBatch bounds how many written files' descriptors a Write holds open
+// at once before closing them together.
+const closeBatch = 16
+
+// closeFDs closes descriptors this process owns: each run of consecutive
+// numbers with one close_range(2), which cannot touch anyone else's
+// descriptor since every number in the run is one of ours. 100 small files
+// cost a third fewer system calls. Descriptors of files on a tmpfs only:
+// closing them reports nothing that matters.
+func closeFDs(fds []int) {
+	slices.Sort(fds)
+	for i := 0; i < len(fds); {
+		j := i
+		for j+1 < len(fds) && fds[j+1] == fds[j]+1 {
+			j++
+		}
+		//nolint:gosec // G115: descriptors are non-negative
+		if j == i || unix.CloseRange(uint(fds[i]), uint(fds[j]), 0) != nil {
+			// One descriptor, or a kernel without close_range (before
+			// 5.9), which then closed nothing.
+			for _, fd := range fds[i : j+1] {
+				_ = syscall.Close(fd)
+			}
+		}
+		i = j + 1
+	}
+}
+
+// writeFile creates f below root, whose descriptor is rootFD. Without fsync
+// it returns the file's descriptor still open for the caller to close
+// (closeFDs); with fsync, or on error, the file is closed and fd is -1.
+func writeFile(rootFD int, root string, f File, o options, fsync bool) (fd int, err error) {
 	rel := filepath.FromSlash(f.Path)
 	if strings.Contains(f.Path, "/") {
 		p := filepath.Join(root, rel)
 		if err := mkdirs(root, filepath.Dir(p), o); err != nil {
-			return fmt.Errorf("create directory for %q: %w", f.Path, err)
+			return -1, fmt.Errorf("create directory for %q: %w", f.Path, err)
 		}
 	}
 	// Without a group the file is created with its mode (the payload
@@ -254,11 +296,11 @@ func writeFile(rootFD int, root string, f File, o options, fsync bool) error {
 	// Plain system calls on the descriptor: os.File would also register it
 	// with the network poller (four fcntl and an epoll_ctl per file, more
 	// than the write itself for a small secret).
-	fd, err := ignoringEINTR(func() (int, error) {
+	fd, err = ignoringEINTR(func() (int, error) {
 		return syscall.Openat(rootFD, rel, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC|syscallNoFollow, uint32(perm.Perm()))
 	})
 	if err != nil {
-		return fmt.Errorf("create %q: %w", f.Path, &fs.PathError{Op: "open", Path: filepath.Join(root, rel), Err: err})
+		return -1, fmt.Errorf("create %q: %w", f.Path, &fs.PathError{Op: "open", Path: filepath.Join(root, rel), Err: err})
 	}
 	werr := writeAll(fd, f.Contents)
 	if werr == nil && o.gid >= 0 {
@@ -268,16 +310,19 @@ func writeFile(rootFD int, root string, f File, o options, fsync bool) error {
 		// The umask must not change the mode the provider asked for.
 		werr = syscall.Fchmod(fd, uint32(f.Mode.Perm()))
 	}
-	if werr == nil && fsync {
+	if werr == nil && !fsync {
+		return fd, nil
+	}
+	if werr == nil {
 		werr = syscall.Fsync(fd)
 	}
 	if cerr := syscall.Close(fd); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
-		return fmt.Errorf("write %q: %w", f.Path, &fs.PathError{Op: "write", Path: filepath.Join(root, rel), Err: werr})
+		return -1, fmt.Errorf("write %q: %w", f.Path, &fs.PathError{Op: "write", Path: filepath.Join(root, rel), Err: werr})
 	}
-	return nil
+	return -1, nil
 }
 
 // writeAll writes b to fd, retrying short and interrupted writes.

@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func files(kv ...string) []File {
@@ -410,5 +413,58 @@ func TestOpenPayloadFollowsOnlyTheRealPayload(t *testing.T) {
 	}
 	if _, err := r.ReadFile("x/esc"); err == nil {
 		t.Fatal("read through a symlink that leaves the payload")
+	}
+}
+
+// TestCloseFDsClosesOnlyThose: runs of consecutive descriptors are closed
+// together, and a descriptor between them that is not in the list stays
+// open.
+func TestCloseFDsClosesOnlyThose(t *testing.T) {
+	src, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(src)
+	// Six consecutive numbers that are free in this process.
+	base := 0
+	for b := 600; b < 1000 && base == 0; b += 50 {
+		free := true
+		for i := range 6 {
+			if _, err := unix.FcntlInt(uintptr(b+i), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+				free = false
+			}
+		}
+		if free {
+			base = b
+		}
+	}
+	if base == 0 {
+		t.Fatal("no six free consecutive descriptor numbers between 600 and 1000")
+	}
+	var fds []int
+	for i := range 6 {
+		if err := unix.Dup3(src, base+i, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, base+i)
+	}
+	t.Cleanup(func() {
+		for _, fd := range fds {
+			_ = syscall.Close(fd)
+		}
+	})
+	// Ours: all but the fourth, given out of order.
+	closeFDs([]int{fds[5], fds[0], fds[2], fds[1], fds[4]})
+	for i, fd := range fds {
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if i == 3 {
+			if err != nil {
+				t.Errorf("descriptor %d, not in the list, was closed: %v", fd, err)
+			}
+			continue
+		}
+		if !errors.Is(err, unix.EBADF) {
+			t.Errorf("descriptor %d still open (%v)", fd, err)
+		}
 	}
 }
