@@ -50,6 +50,56 @@ func readLocalVault(t *testing.T) localVault {
 	return v
 }
 
+// vaultTenant is one e2e test's own part of the local node's Vault: namespace ns with service
+// account "app", and a policy and kubernetes role named ns that give that service account (only)
+// its KV path secret/data/<ns>/* and, when the test has one, the database role ns.
+type vaultTenant struct {
+	lv localVault
+	v  *vaulttest.Server
+	pg *vaulttest.Postgres
+	ns string
+}
+
+// newVaultTenant creates a namespace from prefix and the tenant's service account, policy and
+// kubernetes role; with dbTTL > 0 also a database role of that default TTL (max 1 h).
+func newVaultTenant(t *testing.T, prefix string, dbTTL time.Duration) vaultTenant {
+	t.Helper()
+	lv := readLocalVault(t)
+	vt := vaultTenant{
+		lv: lv,
+		v:  vaulttest.Connect(t, lv.Address, lv.RootToken, nil),
+		pg: &vaulttest.Postgres{Host: lv.PGHost, Port: lv.PGPort, Database: "postgres"},
+		ns: fw.Namespace(t, prefix),
+	}
+	ns := vt.ns
+	if _, err := fw.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	policy := `path "secret/data/` + ns + `/*" { capabilities = ["read"] }`
+	if dbTTL > 0 {
+		policy += "\n" + `path "database/creds/` + ns + `" { capabilities = ["read"] }`
+	}
+	vt.v.WritePolicy(t, ns, policy)
+	if dbTTL > 0 {
+		vt.v.DatabaseRole(t, "database", vaulttest.DBRole{Name: ns, DefaultTTL: dbTTL, MaxTTL: time.Hour})
+	}
+	vt.v.KubernetesRole(t, "kubernetes", ns, vaulttest.Role{
+		ServiceAccounts: []string{"app"}, Namespaces: []string{ns}, Policies: []string{ns}, TTL: 20 * time.Minute,
+	})
+	return vt
+}
+
+// objects is the class's objects parameter for the tenant's KV value api-key and its database
+// credential (db-username, db-password).
+func (vt vaultTenant) objects() string {
+	return strings.Join([]string{
+		`- {objectName: api-key, secretPath: "secret/data/` + vt.ns + `/config", secretKey: api-key}`,
+		`- {objectName: db-username, secretPath: "database/creds/` + vt.ns + `", secretKey: username}`,
+		`- {objectName: db-password, secretPath: "database/creds/` + vt.ns + `", secretKey: password}`,
+	}, "\n")
+}
+
 // TestVaultProvider: a pod mounts KV v2 values and a database credential through provider-vault,
 // logging in with its own service account token (kubernetes auth, a real TokenReview against the
 // node's apiserver). A KV update reaches the file and the synced Secret by rotation; the database
@@ -60,34 +110,15 @@ func TestVaultProvider(t *testing.T) {
 	if _, err := os.Stat("/var/run/secrets-store-csi-providers/vault.sock"); err != nil {
 		t.Fatalf("provider-vault is not running (test/cluster/up.sh starts it with SSCSI_VAULT=1, which test/e2e/run.sh sets): %v", err)
 	}
-	lv := readLocalVault(t)
-	recordSecret(lv.RootToken) // no component log may hold it
-	v := vaulttest.Connect(t, lv.Address, lv.RootToken, nil)
-	pg := &vaulttest.Postgres{Host: lv.PGHost, Port: lv.PGPort, Database: "postgres"}
-
-	ns := fw.Namespace(t, "vault")
-	if _, err := fw.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(),
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	// A role and policy of this test's own: only this namespace's "app" service account, only its
 	// KV path and the database role.
-	v.WritePolicy(t, ns, `
-path "secret/data/`+ns+`/*" { capabilities = ["read"] }
-path "database/creds/`+ns+`" { capabilities = ["read"] }
-`)
-	v.DatabaseRole(t, "database", vaulttest.DBRole{Name: ns, DefaultTTL: 20 * time.Minute, MaxTTL: time.Hour})
-	v.KubernetesRole(t, "kubernetes", ns, vaulttest.Role{
-		ServiceAccounts: []string{"app"}, Namespaces: []string{ns}, Policies: []string{ns}, TTL: 20 * time.Minute,
-	})
+	vt := newVaultTenant(t, "vault", 20*time.Minute)
+	lv, v, pg, ns := vt.lv, vt.v, vt.pg, vt.ns
+	recordSecret(lv.RootToken) // no component log may hold it
 	apiKey := secretValue("vault-kv")
 	v.PutKV(t, "secret", ns+"/config", map[string]any{"api-key": apiKey, "mode": "e2e"})
 
-	objects := strings.Join([]string{
-		`- {objectName: api-key, secretPath: "secret/data/` + ns + `/config", secretKey: api-key}`,
-		`- {objectName: db-username, secretPath: "database/creds/` + ns + `", secretKey: username}`,
-		`- {objectName: db-password, secretPath: "database/creds/` + ns + `", secretKey: password}`,
-	}, "\n")
+	objects := vt.objects()
 	spc := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": framework.SPCGroup + "/v1",
 		"kind":       "SecretProviderClass",
@@ -239,17 +270,8 @@ func waitSecret(t *testing.T, ns, name string, want map[string]string) {
 // Vault the provider may not send tokens to gets a Create=False condition naming vaultAddress.
 func TestSecretSyncVault(t *testing.T) {
 	t.Parallel()
-	lv := readLocalVault(t)
-	v := vaulttest.Connect(t, lv.Address, lv.RootToken, nil)
-	ns := fw.Namespace(t, "ssync-vault")
-	if _, err := fw.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(),
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v.WritePolicy(t, ns, `path "secret/data/`+ns+`/*" { capabilities = ["read"] }`)
-	v.KubernetesRole(t, "kubernetes", ns, vaulttest.Role{
-		ServiceAccounts: []string{"app"}, Namespaces: []string{ns}, Policies: []string{ns}, TTL: 20 * time.Minute,
-	})
+	vt := newVaultTenant(t, "ssync-vault", 0)
+	lv, v, ns := vt.lv, vt.v, vt.ns
 	apiKey := secretValue("ssync-vault")
 	v.PutKV(t, "secret", ns+"/config", map[string]any{"api-key": apiKey})
 	objects := `- {objectName: api-key, secretPath: "secret/data/` + ns + `/config", secretKey: api-key}`
@@ -296,30 +318,12 @@ func TestSecretSyncVault(t *testing.T) {
 func TestSecretSyncVaultDatabase(t *testing.T) {
 	t.Parallel()
 	const ttl = 40 * time.Second
-	lv := readLocalVault(t)
-	v := vaulttest.Connect(t, lv.Address, lv.RootToken, nil)
-	pg := &vaulttest.Postgres{Host: lv.PGHost, Port: lv.PGPort, Database: "postgres"}
-	ns := fw.Namespace(t, "ssync-vdb")
-	if _, err := fw.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(),
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	v.WritePolicy(t, ns, `
-path "secret/data/`+ns+`/*" { capabilities = ["read"] }
-path "database/creds/`+ns+`" { capabilities = ["read"] }
-`)
-	v.DatabaseRole(t, "database", vaulttest.DBRole{Name: ns, DefaultTTL: ttl, MaxTTL: time.Hour})
-	v.KubernetesRole(t, "kubernetes", ns, vaulttest.Role{
-		ServiceAccounts: []string{"app"}, Namespaces: []string{ns}, Policies: []string{ns}, TTL: 20 * time.Minute,
-	})
+	vt := newVaultTenant(t, "ssync-vdb", ttl)
+	lv, v, pg, ns := vt.lv, vt.v, vt.pg, vt.ns
 	apiKey := secretValue("ssync-vdb")
 	v.PutKV(t, "secret", ns+"/config", map[string]any{"api-key": apiKey})
 	fw.CreateSPC(t, framework.SPC{Name: "db", Namespace: ns, Provider: "vault", Parameters: map[string]string{
-		"roleName": ns, "vaultAddress": lv.Address, "audience": "vault", "objects": strings.Join([]string{
-			`- {objectName: api-key, secretPath: "secret/data/` + ns + `/config", secretKey: api-key}`,
-			`- {objectName: db-username, secretPath: "database/creds/` + ns + `", secretKey: username}`,
-			`- {objectName: db-password, secretPath: "database/creds/` + ns + `", secretKey: password}`,
-		}, "\n"),
+		"roleName": ns, "vaultAddress": lv.Address, "audience": "vault", "objects": vt.objects(),
 	}})
 	ss := secretSync{name: "db", sa: "app", spc: "db", data: map[string]string{"api-key": "api-key", "username": "db-username", "password": "db-password"}}
 	leases := func() int { return len(v.Leases(t, "database/creds/"+ns)) }
