@@ -11,6 +11,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/../vault/lib.sh"
 [ "$(id -u)" -eq 0 ] || die "down.sh needs root"
 cluster_lock
 log "tearing down the local cluster"
+# A node of ours ran (or half started): its kubelet's iptables chains are ours to remove below.
+had_node=false
+[ -d "$CLUSTER_DIR" ] && had_node=true
 
 stop() { stop_component "$@"; }
 
@@ -93,6 +96,35 @@ fi
 # The bridge plugin turned IPv4 forwarding on for the pods' gateway; off again if it was off before up.sh.
 if [ -f "${CLUSTER_DIR}/ip-forward-was-off" ]; then
 	sysctl -qw net.ipv4.ip_forward=0 && log "  IPv4 forwarding off again (it was off before up.sh)"
+fi
+# kubelet's own iptables chains and rules (v1.37; kubelet_network_linux.go): KUBE-IPTABLES-HINT
+# (mangle) and KUBE-KUBELET-CANARY (mangle, filter, nat) in IPv4 and IPv6, and in IPv4 filter
+# KUBE-FIREWALL with its one rule and the INPUT/OUTPUT jumps to it. Only after a node of ours, only
+# when no kubelet runs any more (one would re-create them, and would own them), and only exactly
+# these: a chain holding anyone else's rule or still referenced is left (-X refuses). Idempotent.
+remove_kubelet_iptables() {
+	local ipt t n=0
+	for ipt in iptables ip6tables; do
+		command -v "$ipt" >/dev/null || continue
+		while "$ipt" -w -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null; do n=$((n + 1)); done
+		while "$ipt" -w -t filter -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do n=$((n + 1)); done
+		while "$ipt" -w -t filter -D KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet connections" \
+			-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP 2>/dev/null; do n=$((n + 1)); done
+		"$ipt" -w -t filter -X KUBE-FIREWALL 2>/dev/null && n=$((n + 1))
+		for t in mangle filter nat; do
+			"$ipt" -w -t "$t" -X KUBE-KUBELET-CANARY 2>/dev/null && n=$((n + 1))
+		done
+		"$ipt" -w -t mangle -X KUBE-IPTABLES-HINT 2>/dev/null && n=$((n + 1))
+	done
+	[ "$n" -gt 0 ] && log "  removed kubelet's iptables chains and rules (${n})"
+	return 0
+}
+if $had_node; then
+	if pgrep -x kubelet >/dev/null; then
+		log "  another kubelet runs on this machine: leaving the KUBE-* iptables chains to it"
+	else
+		remove_kubelet_iptables
+	fi
 fi
 # libcni's result cache: <network>-<sandbox id>-<interface>, for our network and containerd's loopback.
 rm -f /var/lib/cni/results/"${CNI_NETWORK}"-* 2>/dev/null
