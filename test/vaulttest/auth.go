@@ -268,7 +268,21 @@ func jwksToPEM(jwks []byte) ([]string, error) {
 			if !ok || err1 != nil || err2 != nil {
 				return nil, fmt.Errorf("key %d: bad EC parameters", i)
 			}
-			pub = &ecdsa.PublicKey{Curve: c, X: x, Y: y}
+			// The uncompressed point 0x04 || X || Y, each coordinate padded to the curve's size
+			// (ecdsa.PublicKey's X and Y fields are deprecated since Go 1.26).
+			size := (c.Params().BitSize + 7) / 8
+			if x.BitLen() > 8*size || y.BitLen() > 8*size {
+				return nil, fmt.Errorf("key %d: bad EC parameters", i)
+			}
+			point := make([]byte, 1+2*size)
+			point[0] = 4
+			x.FillBytes(point[1 : 1+size])
+			y.FillBytes(point[1+size:])
+			ec, err := ecdsa.ParseUncompressedPublicKey(c, point)
+			if err != nil {
+				return nil, fmt.Errorf("key %d: %w", i, err)
+			}
+			pub = ec
 		default:
 			return nil, fmt.Errorf("key %d: key type %q", i, k.Kty)
 		}
