@@ -38,14 +38,7 @@ func (t timeoutProviders) Mount(ctx context.Context, provider string, req *v1alp
 }
 
 func serveCSI(ctx context.Context, sock string, srv *csi.Server) error {
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(csi.LogInterceptor),
-		// Static flow-control windows turn off bandwidth-delay probing
-		// (a PING and its ack per burst of data: writes, reads and
-		// goroutine wake-ups) on a local socket with nothing to probe.
-		grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20),
-		// A few long-lived goroutines serve the calls instead of one new
-		// goroutine (and its stack growth) per call.
-		grpc.NumStreamWorkers(4))
+	g := grpc.NewServer(serve.LocalOptions(grpc.ChainUnaryInterceptor(csi.LogInterceptor))...)
 	csipb.RegisterIdentityServer(g, srv)
 	csipb.RegisterNodeServer(g, srv)
 	return serve.GRPC(ctx, sock, g)

@@ -32,6 +32,20 @@ const StopTimeout = 10 * time.Second
 // an existing directory keeps its mode.
 const socketDirMode = 0o750
 
+// LocalOptions are the server options of every gRPC server on a unix socket
+// (the CSI socket, each provider's socket). Static flow-control windows turn
+// off bandwidth-delay probing: with a dynamic window the server answers each
+// burst of a client's data with a PING, which the client must read and ack
+// (a wake-up, a read and a write on each side per call) on a local socket
+// with nothing to probe. A few long-lived goroutines serve the calls instead
+// of one new goroutine (and its stack growth) per call.
+func LocalOptions(opts ...grpc.ServerOption) []grpc.ServerOption {
+	return append([]grpc.ServerOption{
+		grpc.InitialWindowSize(1 << 20), grpc.InitialConnWindowSize(1 << 20),
+		grpc.NumStreamWorkers(4),
+	}, opts...)
+}
+
 // GRPC serves srv on the unix socket at path until ctx is done, then stops
 // srv gracefully (hard after StopTimeout) and returns nil.
 //

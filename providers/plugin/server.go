@@ -178,7 +178,7 @@ func (s *Server) finish(req *Request, resp *Response) (*v1alpha1.MountResponse, 
 // provider API and the gRPC health service until ctx is done; the health
 // service reports NOT_SERVING from the moment ctx ends.
 func (s *Server) Serve(ctx context.Context, socketPath string) error {
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(LogInterceptor))
+	g := grpc.NewServer(serve.LocalOptions(grpc.ChainUnaryInterceptor(LogInterceptor))...)
 	v1alpha1.RegisterCSIDriverProviderServer(g, s)
 	healthpb.RegisterHealthServer(g, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -10,6 +10,7 @@ package podstatus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -362,16 +363,16 @@ func (w *Writer) trackedLocked(key string) bool {
 // then a single update with its resourceVersion, and only a conflict (or a
 // vanished object) costs the create, get and update that a first write or a
 // restarted driver needs. It returns the object as stored (nil when nothing
-// had to be written).
+// had to be written): what was sent, with the resourceVersion the API
+// server gave it (the answer is not decoded further: decoding the whole
+// object, its managedFields among them, was most of a write's CPU).
 func (w *Writer) write(ctx context.Context, prev, obj *ssv1.SecretProviderClassPodStatus) (*ssv1.SecretProviderClassPodStatus, error) {
-	res := "secretproviderclasspodstatuses"
 	if prev != nil {
 		cur := prev.DeepCopy()
 		if !w.merge(cur, obj) {
 			return prev, nil
 		}
-		out := &ssv1.SecretProviderClassPodStatus{}
-		err := w.cfg.Client.Put().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Body(cur).Do(ctx).Into(out)
+		out, err := w.send(ctx, w.cfg.Client.Put().Name(obj.Name), cur)
 		if err == nil {
 			return out, nil
 		}
@@ -380,8 +381,7 @@ func (w *Writer) write(ctx context.Context, prev, obj *ssv1.SecretProviderClassP
 		}
 		// Changed by someone else, or deleted: start over.
 	}
-	out := &ssv1.SecretProviderClassPodStatus{}
-	err := w.cfg.Client.Post().Namespace(obj.Namespace).Resource(res).Body(obj).Do(ctx).Into(out)
+	out, err := w.send(ctx, w.cfg.Client.Post(), obj)
 	if err == nil {
 		return out, nil
 	}
@@ -389,16 +389,41 @@ func (w *Writer) write(ctx context.Context, prev, obj *ssv1.SecretProviderClassP
 		return nil, err
 	}
 	cur := &ssv1.SecretProviderClassPodStatus{}
-	if err := w.cfg.Client.Get().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Do(ctx).Into(cur); err != nil {
+	if err := w.cfg.Client.Get().Namespace(obj.Namespace).Resource(resource).Name(obj.Name).Do(ctx).Into(cur); err != nil {
 		return nil, fmt.Errorf("get: %w", err)
 	}
 	if !w.merge(cur, obj) {
 		return cur, nil
 	}
-	if err := w.cfg.Client.Put().Namespace(obj.Namespace).Resource(res).Name(obj.Name).Body(cur).Do(ctx).Into(out); err != nil {
+	out, err = w.send(ctx, w.cfg.Client.Put().Name(obj.Name), cur)
+	if err != nil {
 		return nil, fmt.Errorf("update: %w", err)
 	}
 	return out, nil
+}
+
+const resource = "secretproviderclasspodstatuses"
+
+// send makes req (a create or an update) with body and returns body as
+// stored: a copy carrying the resourceVersion of the API server's answer.
+func (w *Writer) send(ctx context.Context, req *rest.Request, body *ssv1.SecretProviderClassPodStatus) (*ssv1.SecretProviderClassPodStatus, error) {
+	raw, err := req.Namespace(body.Namespace).Resource(resource).Body(body).Do(ctx).Raw()
+	if err != nil {
+		return nil, err
+	}
+	var answer struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil || answer.Metadata.ResourceVersion == "" {
+		// Written, but its version is unknown: the next change starts
+		// over with a create (AlreadyExists), a read and an update.
+		return nil, nil
+	}
+	out := *body
+	out.ResourceVersion = answer.Metadata.ResourceVersion
+	return &out, nil
 }
 
 // merge makes cur carry obj's status, this node's label and obj's owners

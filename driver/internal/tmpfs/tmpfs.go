@@ -94,16 +94,17 @@ func (o *OS) Mount(target string, lim Limits) error {
 
 // Unmount implements Mounter.
 func (o *OS) Unmount(target string) error {
-	mounted, err := o.IsMountPoint(target)
-	if err != nil || !mounted {
-		return err
-	}
-	// umount(2) directly, for the same reason as in Mount. MNT_DETACH would
-	// hide a busy mount; a plain unmount reports it so kubelet retries.
-	if err := unix.Unmount(target, 0); err != nil {
+	// umount(2) directly, for the same reason as in Mount, and without a
+	// mount point check first: the kernel answers EINVAL for a path that is
+	// not a mount point and ENOENT for a missing one. MNT_DETACH would hide
+	// a busy mount; a plain unmount reports it (EBUSY) so kubelet retries.
+	err := unix.Unmount(target, 0)
+	switch {
+	case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+		return nil
+	default:
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
-	return nil
 }
 
 // SaveState implements Mounter.
@@ -153,6 +154,18 @@ func (o *OS) Mounted(dir string) ([]string, error) {
 // from its parent directory, so the cheap device comparison is exact here;
 // a corrupted (stale) mount counts as mounted so that it gets unmounted.
 func (o *OS) IsMountPoint(target string) (bool, error) {
+	// One statx(2) answers it since Linux 5.8 (STATX_ATTR_MOUNT_ROOT);
+	// mount-utils compares the device of the target with its parent's (two
+	// stats, and a bind mount of the same filesystem goes unseen). Errors
+	// (a missing target, a corrupted mount) are told apart below.
+	var st unix.Statx_t
+	err := unix.Statx(unix.AT_FDCWD, target, unix.AT_STATX_DONT_SYNC, 0, &st)
+	switch {
+	case err == nil && st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0:
+		return st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0, nil
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
+	}
 	notMnt, err := o.m.IsLikelyNotMountPoint(target)
 	switch {
 	case err == nil:

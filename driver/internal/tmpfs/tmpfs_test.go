@@ -91,3 +91,64 @@ func TestWorstAcceptedPayloadFits(t *testing.T) {
 		}
 	}
 }
+
+// TestIsMountPoint: a mounted tmpfs, a directory inside it, a plain
+// directory, a missing path, a bind mount on the same file system (which a
+// device comparison cannot see) and the target after Unmount.
+func TestIsMountPoint(t *testing.T) {
+	o := NewOS()
+	target := mountTmpfs(t, Limits{SizeBytes: 1 << 20, Inodes: 64})
+	inside := filepath.Join(target, "dir")
+	plain := t.TempDir()
+	if err := os.Mkdir(inside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bind := filepath.Join(target, "bind")
+	if err := os.Mkdir(bind, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount(inside, bind, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(bind, 0) })
+	for path, want := range map[string]bool{
+		target: true, inside: false, plain: false, filepath.Join(plain, "missing"): false, bind: true,
+	} {
+		got, err := o.IsMountPoint(path)
+		if err != nil || got != want {
+			t.Errorf("IsMountPoint(%s) = %v, %v; want %v", path, got, err, want)
+		}
+	}
+	if err := syscall.Unmount(bind, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Unmount(target); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := o.IsMountPoint(target); err != nil || got {
+		t.Errorf("after Unmount: IsMountPoint = %v, %v; want false", got, err)
+	}
+}
+
+// TestUnmount: a busy mount is reported (kubelet retries), a directory that
+// is not a mount point and a missing path are not errors.
+func TestUnmount(t *testing.T) {
+	o := NewOS()
+	target := mountTmpfs(t, Limits{SizeBytes: 1 << 20, Inodes: 64})
+	f, err := os.Open(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Unmount(target); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("Unmount of a busy mount = %v, want EBUSY", err)
+	}
+	_ = f.Close()
+	for _, p := range []string{target, target, t.TempDir(), filepath.Join(t.TempDir(), "missing")} {
+		if err := o.Unmount(p); err != nil {
+			t.Errorf("Unmount(%s) = %v", p, err)
+		}
+	}
+	if got, _ := o.IsMountPoint(target); got {
+		t.Error("still mounted after Unmount")
+	}
+}
