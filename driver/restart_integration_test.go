@@ -26,6 +26,7 @@ import (
 
 	ssv1 "github.com/sscsi/secrets-store/driver/apis/v1"
 	"github.com/sscsi/secrets-store/test/driverharness"
+	"github.com/sscsi/secrets-store/test/poll"
 )
 
 const (
@@ -92,7 +93,7 @@ func TestStatusSurvivesSIGKILL(t *testing.T) {
 	vols = append(vols, lost)
 	publish(lost)
 	waitRecord(t, env, lost, true)
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		if n := k.requests()["POST refused"]; n == 0 {
 			return errors.New("no status write refused yet")
 		}
@@ -184,27 +185,12 @@ func recordUnconfirmed(t *testing.T, env *driverharness.Env, v vol) bool {
 
 func waitRecord(t *testing.T, env *driverharness.Env, v vol, unconfirmed bool) {
 	t.Helper()
-	eventually(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		if got := recordUnconfirmed(t, env, v); got != unconfirmed {
 			return fmt.Errorf("record of %s: unconfirmed %v, want %v", v.pod, got, unconfirmed)
 		}
 		return nil
 	})
-}
-
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // kube is the test's side of the API server.
@@ -227,7 +213,7 @@ func (k kube) exists(v vol) bool {
 // so the counts of its GETs stay clean).
 func (k kube) waitStatus(v vol) {
 	k.t.Helper()
-	eventually(k.t, 60*time.Second, func() error {
+	poll.Until(k.t, 60*time.Second, func() error {
 		l := &ssv1.SecretProviderClassPodStatusList{}
 		if err := k.env.CRD.Get().Namespace(ns).Resource("secretproviderclasspodstatuses").Do(k.t.Context()).Into(l); err != nil {
 			return err
@@ -288,7 +274,7 @@ func (k kube) settledSince(before, want map[string]int) map[string]int {
 		}
 		return d
 	}
-	eventually(k.t, 60*time.Second, func() error {
+	poll.Until(k.t, 60*time.Second, func() error {
 		if got := since(); !equalCounts(got, want) {
 			return fmt.Errorf("status requests since the restart %v, want %v", got, want)
 		}
@@ -350,7 +336,7 @@ func (k kube) holdStatusWrites(on bool) {
 	}
 	// A dry-run create tells when the API server applies the change.
 	probe := &ssv1.SecretProviderClassPodStatus{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns}}
-	eventually(k.t, 60*time.Second, func() error {
+	poll.Until(k.t, 60*time.Second, func() error {
 		err := k.env.CRD.Post().Namespace(ns).Resource("secretproviderclasspodstatuses").Param("dryRun", "All").Body(probe).Do(ctx).Error()
 		if refused := err != nil; refused != on {
 			return fmt.Errorf("status writes refused %v, want %v (%v)", refused, on, err)

@@ -28,22 +28,8 @@ import (
 	"github.com/sscsi/secrets-store/driver/internal/spc"
 	"github.com/sscsi/secrets-store/manifests"
 	"github.com/sscsi/secrets-store/test/cluster/controlplane"
+	"github.com/sscsi/secrets-store/test/poll"
 )
-
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 func installCRDs(t *testing.T, rc *rest.Config, crd rest.Interface) {
 	t.Helper()
@@ -62,7 +48,7 @@ func installCRDs(t *testing.T, rc *rest.Config, crd rest.Interface) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		return crd.Get().Namespace("default").Resource("secretproviderclasspodstatuses").Do(t.Context()).Error()
 	})
 }
@@ -194,7 +180,7 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 			t.Fatalf("name = %q", name)
 		}
 		var got *ssv1.SecretProviderClassPodStatus
-		eventually(t, 10*time.Second, func() error {
+		poll.Until(t, 10*time.Second, func() error {
 			got, err = e.get(t, "created", name)
 			return err
 		})
@@ -219,7 +205,7 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 		// A restarted driver (empty memory) reads and finds nothing to change.
 		w2 := e.writer(t)
 		w2.Record(outcome(pod, v1...))
-		eventually(t, 10*time.Second, func() error {
+		poll.Until(t, 10*time.Second, func() error {
 			if w2.Pending() != 0 {
 				return fmt.Errorf("pending")
 			}
@@ -238,7 +224,7 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 		waitObjects := func(t *testing.T, want []ssv1.SecretProviderClassObject) *ssv1.SecretProviderClassPodStatus {
 			t.Helper()
 			var cur *ssv1.SecretProviderClassPodStatus
-			eventually(t, 10*time.Second, func() error {
+			poll.Until(t, 10*time.Second, func() error {
 				cur, err = e.get(t, "created", name)
 				if err != nil {
 					return err
@@ -254,7 +240,7 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 		calls.take()
 		w.Record(outcome(pod, v2...))
 		waitObjects(t, v2)
-		eventually(t, 5*time.Second, func() error {
+		poll.Until(t, 5*time.Second, func() error {
 			if w.Pending() != 0 {
 				return fmt.Errorf("pending")
 			}
@@ -291,7 +277,7 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 			t.Fatalf("pending = %d, want the failed object kept", w.Pending())
 		}
 		mkNS(t, "retried")
-		eventually(t, 10*time.Second, func() error {
+		poll.Until(t, 10*time.Second, func() error {
 			got, err := e.get(t, "retried", podstatus.Name("late", "retried", "app"))
 			if err != nil {
 				return err
@@ -303,7 +289,7 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 		})
 		// The object is visible a moment before the writer has handled
 		// the answer (Pending counts a write in flight).
-		eventually(t, 10*time.Second, func() error {
+		poll.Until(t, 10*time.Second, func() error {
 			if n := w.Pending(); n != 0 {
 				return fmt.Errorf("pending = %d after the retry succeeded", n)
 			}
@@ -322,7 +308,7 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 			w.Record(outcome(pod, v1...))
 		}
 		for _, pod := range pods {
-			eventually(t, 10*time.Second, func() error {
+			poll.Until(t, 10*time.Second, func() error {
 				_, err := e.get(t, "burst", podstatus.Name(pod.Name, "burst", "app"))
 				return err
 			})
@@ -369,7 +355,7 @@ func TestPodStatusAgainstAPIServer(t *testing.T) {
 		w.Forget(o.TargetPath)
 		// Also when a write was in flight at the time of Forget.
 		time.Sleep(1500 * time.Millisecond)
-		eventually(t, 10*time.Second, func() error {
+		poll.Until(t, 10*time.Second, func() error {
 			if n := w.Pending(); n != 0 {
 				return fmt.Errorf("pending = %d after Forget: a volume that is gone is still being written", n)
 			}

@@ -46,6 +46,7 @@ import (
 	"github.com/sscsi/secrets-store/internal/secretdata"
 	"github.com/sscsi/secrets-store/manifests"
 	"github.com/sscsi/secrets-store/test/cluster/controlplane"
+	"github.com/sscsi/secrets-store/test/poll"
 	"github.com/sscsi/secrets-store/test/tlschain"
 )
 
@@ -94,7 +95,7 @@ func installCRDs(t *testing.T, rc *rest.Config) {
 		if _, err := c.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("create CRD %s: %v", crd.Name, err)
 		}
-		eventually(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			got, err := c.ApiextensionsV1().CustomResourceDefinitions().Get(ctx, crd.Name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -112,7 +113,7 @@ func installCRDs(t *testing.T, rc *rest.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		return kc.CRD.Get().Namespace("default").Resource("secretproviderclasses").Do(ctx).Error()
 	})
 }
@@ -327,25 +328,6 @@ func (n *node) counter(t *testing.T, name string) float64 {
 	return sum
 }
 
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("test ended: %v", err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 func newNamespace(t *testing.T, c *cluster, name string) string {
 	t.Helper()
 	if _, err := c.cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
@@ -417,7 +399,7 @@ func ownedBy(rs *appsv1.ReplicaSet) metav1.OwnerReference {
 func waitSecret(t *testing.T, cs kubernetes.Interface, ns, name string, ok func(*corev1.Secret) error) *corev1.Secret {
 	t.Helper()
 	var got *corev1.Secret
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		s, err := cs.CoreV1().Secrets(ns).Get(t.Context(), name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -435,7 +417,7 @@ func waitSecret(t *testing.T, cs kubernetes.Interface, ns, name string, ok func(
 
 func waitGone(t *testing.T, timeout time.Duration, get func() error) {
 	t.Helper()
-	eventually(t, timeout, func() error {
+	poll.Until(t, timeout, func() error {
 		err := get()
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -452,7 +434,7 @@ func waitGone(t *testing.T, timeout time.Duration, get func() error) {
 func waitEvent(t *testing.T, cs kubernetes.Interface, pod *corev1.Pod, reason string, want ...string) string {
 	t.Helper()
 	var msg string
-	eventually(t, 20*time.Second, func() error {
+	poll.Until(t, 20*time.Second, func() error {
 		l, err := cs.CoreV1().Events(pod.Namespace).List(t.Context(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name + ",reason=" + reason})
 		if err != nil {
 			return err
@@ -593,7 +575,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		stName := podstatus.Name(pod.Name, ns, "app")
 		kc, _ := kubeclient.NewForConfig(c.rc, kubeclient.Config{QPS: 50, Burst: 100})
 		st := &ssv1.SecretProviderClassPodStatus{}
-		eventually(t, 20*time.Second, func() error {
+		poll.Until(t, 20*time.Second, func() error {
 			return kc.CRD.Get().Namespace(ns).Resource("secretproviderclasspodstatuses").Name(stName).Do(t.Context()).Into(st)
 		})
 		owner := metav1.OwnerReference{APIVersion: ssv1.SchemeGroupVersion.String(), Kind: "SecretProviderClassPodStatus", Name: stName, UID: st.UID}
@@ -621,7 +603,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		if pull.Type != corev1.SecretTypeDockerConfigJson || string(pull.Data[".dockerconfigjson"]) != docker {
 			t.Errorf("pull Secret: type %s", pull.Type)
 		}
-		eventually(t, 5*time.Second, func() error {
+		poll.Until(t, 5*time.Second, func() error {
 			if got := n.syncedTotal(t); got != 4 {
 				return fmt.Errorf("sync_k8s_secret_total = %v, want 4", got)
 			}
@@ -743,7 +725,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		n.publish(t, pod, "rot")
-		eventually(t, 10*time.Second, func() error {
+		poll.Until(t, 10*time.Second, func() error {
 			if n.syncer.Pending() != 0 {
 				return fmt.Errorf("sync pending")
 			}
@@ -835,7 +817,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		for _, name := range []string{"db-admin", "ingress-tls", "other-class"} {
 			waitEvent(t, c.cs, pod, NotOwnedReason, `"`+name+`"`, secretdata.AllowAdoptionAnnotation)
 		}
-		eventually(t, 5*time.Second, func() error {
+		poll.Until(t, 5*time.Second, func() error {
 			if got := n.counter(t, "sync_k8s_secret_not_owned_total"); got != 3 {
 				return fmt.Errorf("sync_k8s_secret_not_owned_total = %v, want 3", got)
 			}
@@ -861,7 +843,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		n.provider.set(map[string][]byte{"pw": []byte("attacker-value-2"), "cert.pem": bundle}, "v2")
 		n.publish(t, pod, "takeover")
 		waitSecret(t, c.cs, ns, "fresh", hasData("pw", "attacker-value-2"))
-		eventually(t, 10*time.Second, func() error {
+		poll.Until(t, 10*time.Second, func() error {
 			if n.syncer.Pending() != 0 {
 				return fmt.Errorf("sync pending")
 			}
@@ -943,7 +925,7 @@ func TestSecretSyncAgainstAPIServer(t *testing.T) {
 		}
 		// The base role is enough for the pod status.
 		kc, _ := kubeclient.NewForConfig(c.rc, kubeclient.Config{QPS: 50, Burst: 100})
-		eventually(t, 20*time.Second, func() error {
+		poll.Until(t, 20*time.Second, func() error {
 			return kc.CRD.Get().Namespace(ns).Resource("secretproviderclasspodstatuses").Name(podstatus.Name(pod.Name, ns, "rbac")).Do(t.Context()).Error()
 		})
 
