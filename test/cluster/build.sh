@@ -72,7 +72,7 @@ ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${K8S_VERSION} \
 -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=${minor}"
 
 blog="${SSCSI_CACHE}/k8s/${K8S_VERSION}/build.log"
-log "building ${K8S_BINARIES[*]} ${K8S_VERSION} (cold: ~13 min on 2 cores; log: ${blog})"
+log "building ${K8S_BINARIES[*]} ${K8S_VERSION} (cold: ~20 min on 2 cores; log: ${blog})"
 start=$(date +%s)
 (
 	cd "$tools"
