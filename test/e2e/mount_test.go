@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -216,8 +218,19 @@ func TestMissingProvider(t *testing.T) {
 	ns := fw.Namespace(t, "noprovider")
 	fw.CreateSPC(t, framework.SPC{Name: "app", Namespace: ns, Provider: "nosuchprovider",
 		Parameters: fakeParams(t, fakeObject{ObjectName: "x", Value: secretValue("noprovider")})})
-	start := time.Now()
 	fw.CreatePod(t, framework.BusyboxPod(ns, "app", framework.CSIVolume{Name: "secrets", SPC: "app"}))
+	// The clock starts once the pod is on the node: after the restart cases (API server restarted)
+	// the scheduler may take tens of seconds to get its lease back, which is not the driver's time.
+	if err := until(t.Context(), podTimeout, func(ctx context.Context) error {
+		p, err := fw.Client.CoreV1().Pods(ns).Get(ctx, "app", metav1.GetOptions{})
+		if err != nil || p.Spec.NodeName == "" {
+			return fmt.Errorf("pod not scheduled yet (%v)", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
 	ev := fw.WaitEvent(t, ns, "app", "FailedMount", eventTimeout, "nosuchprovider")
 	took := time.Since(start)
 	t.Logf("FailedMount after %s: %s", took.Round(time.Second), ev.Message)
