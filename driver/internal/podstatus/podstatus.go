@@ -331,6 +331,9 @@ func (w *Writer) writeOne(ctx context.Context, key string, obj *ssv1.SecretProvi
 		w.written[key] = obj.Status
 		if stored != nil {
 			w.stored[key] = stored
+		} else {
+			// Written, version unknown (send): the next change starts over.
+			delete(w.stored, key)
 		}
 		confirmed = true
 	}
@@ -417,8 +420,9 @@ func (w *Writer) send(ctx context.Context, req *rest.Request, body *ssv1.SecretP
 		} `json:"metadata"`
 	}
 	if err := json.Unmarshal(raw, &answer); err != nil || answer.Metadata.ResourceVersion == "" {
-		// Written, but its version is unknown: the next change starts
-		// over with a create (AlreadyExists), a read and an update.
+		// Written, but its version is unknown: the writer forgets the
+		// stored object, so the next change starts over with a create
+		// (AlreadyExists), a read and an update.
 		return nil, nil
 	}
 	out := *body
